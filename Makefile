@@ -1,0 +1,18 @@
+# The two commands of the README: `make run` and `make test`.
+PROFILE ?= default
+RUN_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test env clean
+
+env:
+	@scripts/setup_env.sh
+
+run: env
+	.venv/bin/superres run --profile $(PROFILE) $(RUN_ARGS)
+
+test: env
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf .venv build *.egg-info
