@@ -1,0 +1,90 @@
+"""Every knob of the pipeline, in one place.
+
+Profiles trade time for quality; each is a frozen dataclass so a profile can be
+printed, compared and passed to the DAG as plain values.
+"""
+import dataclasses
+import os
+from typing import Tuple
+
+PIPELINE_NAME = "superres"
+MODEL_NAME = "superres"  # the serving name: <serving_dir>/<MODEL_NAME>/<version>/
+
+SCALES = (2, 3, 4)
+DEFAULT_SCALE = 2
+
+# Where `superres run` keeps its work unless told otherwise.
+HOME = os.environ.get("SUPERRES_HOME", os.path.join(os.path.expanduser("~"), ".superres"))
+DEFAULT_PIPELINE_ROOT = os.path.join(HOME, "pipeline")
+DEFAULT_SERVING_DIR = os.path.join(HOME, "serving")
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "schemas")
+
+# Dotted paths of the user functions (TFX imports them by name, as the templates do).
+PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
+TUNER_FN = "components.tuner.tuner_fn"
+RUN_FN = "components.trainer.run_fn"
+
+TUNERS = ("bayesian", "random", "grid")
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
+
+# Train/eval split of ExampleGen, by hash of the file's relative path.
+TRAIN_BUCKETS = 4
+EVAL_BUCKETS = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+  """How long and how hard to train. Sizes are in high-resolution pixels."""
+  name: str
+  hr_size: int  # Transform resizes every image to hr_size x hr_size (a multiple of 12)
+  patch_size: int  # random HR crops fed to the network (a multiple of 12)
+  batch_size: int
+  train_steps: int
+  eval_steps: int
+  tuner_trials: int
+  tuner_steps: int  # training steps per tuner trial
+  steps_per_epoch: int  # how often validation (and early stopping) looks
+  patience: int  # epochs without validation PSNR gain before stopping
+  architectures: Tuple[str, ...]
+  widths: Tuple[int, ...]
+  depths: Tuple[int, ...]
+  learning_rates: Tuple[float, ...]
+  dropouts: Tuple[float, ...]
+  loss: str = "mae"
+  # Blessing: gain over bicubic (dB, Y channel) a model must reach, and how much
+  # worse than the last blessed model it may be.
+  min_gain_db: float = 0.0
+  max_regression_db: float = 0.05
+
+
+PROFILES = {
+    # Seconds: proves every component runs. Not a useful model.
+    "smoke": Profile(
+        name="smoke", hr_size=48, patch_size=24, batch_size=4, train_steps=6,
+        eval_steps=2, tuner_trials=1, tuner_steps=2, steps_per_epoch=3, patience=2,
+        architectures=("espcn",), widths=(8,), depths=(1,),
+        learning_rates=(1e-3,), dropouts=(0.0,), min_gain_db=-100.0,
+        max_regression_db=100.0),
+    # About 10-15 minutes on 2 CPU cores, tuning included.
+    "default": Profile(
+        name="default", hr_size=384, patch_size=48, batch_size=32, train_steps=3000,
+        eval_steps=8, tuner_trials=4, tuner_steps=150, steps_per_epoch=250,
+        patience=4, architectures=("espcn", "fsrcnn", "resize_conv"),
+        widths=(32, 64), depths=(1, 2), learning_rates=(1e-3, 3e-4),
+        dropouts=(0.0,), min_gain_db=0.5),
+    # Up to about 90 minutes: a residual network and a longer schedule.
+    "quality": Profile(
+        name="quality", hr_size=384, patch_size=64, batch_size=16, train_steps=20000,
+        eval_steps=16, tuner_trials=6, tuner_steps=300, steps_per_epoch=1000,
+        patience=5, architectures=("espcn", "edsr"), widths=(64,), depths=(2, 4),
+        learning_rates=(1e-3, 3e-4), dropouts=(0.0,), min_gain_db=1.0),
+}
+DEFAULT_PROFILE = "default"
+
+EVAL_BATCH_SIZE = 4  # whole transformed images per validation batch
+DEFAULT_STRATEGY = "mirrored"
+DEFAULT_TUNER = "bayesian"
+# In-process Beam; `--beam-arg` adds or overrides options (e.g. multi_processing).
+DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
