@@ -1,0 +1,264 @@
+"""Loading a pushed super-resolution model and upscaling image files with it.
+
+A pushed model is a TensorFlow SavedModel directory (a version); a serving base
+directory holds numbered versions, TF Serving style, the highest being the newest.
+The SavedModel carries the signatures `serving_default` (encoded bytes -> PNG
+bytes) and `upscale` (float RGB [N, H, W, 3] in [0, 1] -> [N, sH, sW, 3]) and a
+`scale` variable.
+"""
+import os
+from typing import Optional, Tuple, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+import tensorflow as tf
+
+from components import export
+from components import image_ops
+from pipeline import configs
+
+SAVED_MODEL_FILE = "saved_model.pb"
+
+# Large images are upscaled in tiles of at most TILE_SIZE low-resolution pixels
+# per side, each read with TILE_MARGIN extra pixels of context so that the seams
+# match a whole-image pass; the margin must exceed the network's receptive radius.
+TILE_SIZE = 512
+TILE_MARGIN = 16
+
+# Output container chosen from the file extension.
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP",
+                  ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+JPEG_QUALITY = 95
+
+SIXTEEN_BIT_MAX = 65535.0
+
+
+class ModelNotFoundError(ValueError):
+  """No complete SavedModel where a model was expected."""
+
+
+class ImageReadError(ValueError):
+  """A file that cannot be read as an image."""
+
+
+def _is_saved_model(path: str) -> bool:
+  return os.path.isfile(os.path.join(path, SAVED_MODEL_FILE))
+
+
+def _newest_version(base_dir: str) -> Optional[str]:
+  """Newest numbered subdirectory holding a SavedModel; versions still being written are skipped."""
+  versions = []
+  for name in os.listdir(base_dir):
+    path = os.path.join(base_dir, name)
+    if name.isdigit() and os.path.isdir(path) and _is_saved_model(path):
+      versions.append((int(name), path))
+  return max(versions)[1] if versions else None
+
+
+def resolve_model_dir(path: str) -> str:
+  """A SavedModel version directory, or the newest complete version under a serving dir.
+
+  Accepts a version directory, a serving base directory (`<serving>/<model>/`) or
+  the serving root that holds the model's base directory (`<serving>/`).
+  """
+  path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+  if not os.path.exists(path):
+    raise ModelNotFoundError(
+        f"No model at {path}: the path does not exist. Pass a serving directory "
+        f"written by the pipeline's Pusher (it holds numbered versions) or one "
+        f"version directory, or train and push a model first with `superres run`.")
+  if not os.path.isdir(path):
+    raise ModelNotFoundError(
+        f"{path} is a file; a model is a directory. Pass the serving directory or a "
+        f"version directory containing {SAVED_MODEL_FILE}.")
+  if _is_saved_model(path):
+    return path
+  for base_dir in (path, os.path.join(path, configs.MODEL_NAME)):
+    if os.path.isdir(base_dir):
+      newest = _newest_version(base_dir)
+      if newest:
+        return newest
+  raise ModelNotFoundError(
+      f"No model in {path}: it holds neither {SAVED_MODEL_FILE} nor a numbered "
+      f"version directory containing one (also looked in "
+      f"{os.path.join(path, configs.MODEL_NAME)}). Train and push a model with "
+      f"`superres run`, or pass the directory a model was pushed to.")
+
+
+def _single_output(outputs: dict, key: str, signature: str) -> tf.Tensor:
+  if key in outputs:
+    return outputs[key]
+  if len(outputs) == 1:
+    return next(iter(outputs.values()))
+  raise ModelNotFoundError(
+      f"signature '{signature}' has outputs {sorted(outputs)}, expected '{key}'")
+
+
+class Upscaler:
+  """A loaded model. `scale` is its upscaling factor, `version_dir` where it came from."""
+
+  def __init__(self, version_dir: str):
+    self.version_dir = version_dir
+    try:
+      self._loaded = tf.saved_model.load(version_dir)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+      raise ModelNotFoundError(f"cannot load the SavedModel in {version_dir}: {error}") from error
+    missing = [f"signature '{name}'" for name in (export.FLOAT_SIGNATURE, export.SERVING_SIGNATURE)
+               if name not in self._loaded.signatures]
+    if not hasattr(self._loaded, "scale"):
+      missing.append("variable 'scale'")
+    if missing:
+      raise ModelNotFoundError(
+          f"{version_dir} is not a super-resolution model: it lacks {', '.join(missing)}. "
+          f"Pass a model exported by the pipeline's Trainer.")
+    self._upscale_fn = self._loaded.signatures[export.FLOAT_SIGNATURE]
+    self._serving_fn = self._loaded.signatures[export.SERVING_SIGNATURE]
+    self.scale = int(self._loaded.scale.numpy())
+
+  def _upscale_batch(self, lr: tf.Tensor) -> np.ndarray:
+    outputs = self._upscale_fn(lr=lr)
+    sr = _single_output(outputs, "sr", export.FLOAT_SIGNATURE)
+    return tf.clip_by_value(sr, 0.0, 1.0).numpy()
+
+  def upscale(self, lr, tile_size: int = TILE_SIZE, tile_margin: int = TILE_MARGIN) -> np.ndarray:
+    """Float RGB [H, W, 3] (or [N, H, W, 3]) in [0, 1] -> float32 [sH, sW, 3] in [0, 1].
+
+    Images larger than `tile_size` per side are processed in overlapping tiles to
+    bound memory.
+    """
+    lr = tf.convert_to_tensor(lr, dtype=tf.float32)
+    single = lr.shape.rank == 3
+    if single:
+      lr = lr[tf.newaxis]
+    if lr.shape.rank != 4 or lr.shape[-1] != 3:
+      raise ValueError(f"expected an RGB image [H, W, 3] or batch [N, H, W, 3], got {lr.shape}")
+    _, height, width, _ = lr.shape
+    s = self.scale
+    if height <= tile_size and width <= tile_size:
+      sr = self._upscale_batch(lr)
+    else:
+      sr = np.empty([lr.shape[0], height * s, width * s, 3], np.float32)
+      for top in range(0, height, tile_size):
+        for left in range(0, width, tile_size):
+          bottom, right = min(top + tile_size, height), min(left + tile_size, width)
+          # The tile plus context on every side that has image there.
+          top_m, left_m = max(top - tile_margin, 0), max(left - tile_margin, 0)
+          bottom_m, right_m = min(bottom + tile_margin, height), min(right + tile_margin, width)
+          tile = self._upscale_batch(lr[:, top_m:bottom_m, left_m:right_m])
+          y0, x0 = (top - top_m) * s, (left - left_m) * s
+          sr[:, top * s:bottom * s, left * s:right * s] = (
+              tile[:, y0:y0 + (bottom - top) * s, x0:x0 + (right - left) * s])
+    if sr.shape[1:3] != (height * s, width * s):
+      raise RuntimeError(
+          f"the model in {self.version_dir} returned {sr.shape[1]}x{sr.shape[2]} for a "
+          f"{height}x{width} input; expected {height * s}x{width * s} (scale {s})")
+    return sr[0] if single else sr
+
+  def upscale_bytes(self, encoded: bytes) -> bytes:
+    """Encoded image bytes (any format TensorFlow decodes) -> PNG bytes, via `serving_default`."""
+    outputs = self._serving_fn(images=tf.constant([encoded], dtype=tf.string))
+    return _single_output(outputs, "images", export.SERVING_SIGNATURE)[0].numpy()
+
+
+def load_model(path: str) -> Upscaler:
+  """The model at a version directory, or the newest one under a serving directory."""
+  return Upscaler(resolve_model_dir(path))
+
+
+def _to_rgb_array(image: Image.Image) -> np.ndarray:
+  """Any PIL mode -> float32 [H, W, 3] in [0, 1]. Alpha is dropped, as the pipeline does."""
+  if image.mode.startswith("I;16") or image.mode == "I":
+    # 16-bit gray: keep its precision rather than let convert("RGB") saturate it.
+    gray = np.asarray(image, dtype=np.float32) / SIXTEEN_BIT_MAX
+    return np.repeat(np.clip(gray, 0.0, 1.0)[..., np.newaxis], 3, axis=-1)
+  if image.mode == "F":
+    gray = np.asarray(image, dtype=np.float32)
+    if gray.max(initial=0.0) > 1.0:  # float data stored on the 8-bit scale
+      gray = gray / 255.0
+    return np.repeat(np.clip(gray, 0.0, 1.0)[..., np.newaxis], 3, axis=-1)
+  if image.mode == "P" and "transparency" in image.info:
+    image = image.convert("RGBA")  # PIL's advised route for palette images with transparency
+  return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def read_image(path: str) -> np.ndarray:
+  """An image file as float32 RGB [H, W, 3] in [0, 1], upright per its EXIF orientation.
+
+  Multi-frame files (GIF, TIFF) give their first frame.
+  """
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise ImageReadError(f"{path}: no such file")
+  if not os.path.isfile(path):
+    raise ImageReadError(f"{path}: not a file")
+  try:
+    with Image.open(path) as opened:
+      opened.load()
+      image = ImageOps.exif_transpose(opened)
+  except UnidentifiedImageError:
+    raise ImageReadError(
+        f"{path}: not an image format that can be read (use PNG, JPEG, BMP, GIF, "
+        f"TIFF or WebP)") from None
+  except Image.DecompressionBombError as error:
+    raise ImageReadError(f"{path}: too large to read safely ({error})") from None
+  except (OSError, ValueError, SyntaxError) as error:
+    raise ImageReadError(f"{path}: damaged or truncated image file ({error})") from None
+  try:
+    array = _to_rgb_array(image)
+  except ValueError as error:
+    raise ImageReadError(
+        f"{path}: pixel mode {image.mode} cannot be converted to RGB ({error}); "
+        f"save the image as 8-bit RGB") from None
+  if array.shape[0] == 0 or array.shape[1] == 0:
+    raise ImageReadError(f"{path}: image has no pixels")
+  return array
+
+
+def write_image(path: str, image) -> None:
+  """Float RGB [H, W, 3] in [0, 1] -> file; format from the extension (PNG, JPEG, ...)."""
+  path = os.fspath(path)
+  extension = os.path.splitext(path)[1].lower()
+  if extension not in OUTPUT_FORMATS:
+    raise ValueError(
+        f"{path}: cannot tell the output format from '{extension or 'no extension'}'; "
+        f"use one of {', '.join(sorted(OUTPUT_FORMATS))}")
+  _save(path, image, OUTPUT_FORMATS[extension])
+
+
+def write_png(path: str, image) -> None:
+  """Float RGB [H, W, 3] in [0, 1] -> PNG file, whatever the extension."""
+  _save(os.fspath(path), image, "PNG")
+
+
+def _save(path: str, image, image_format: str) -> None:
+  pixels = image_ops.to_uint8(tf.convert_to_tensor(image, dtype=tf.float32)).numpy()
+  if pixels.ndim != 3 or pixels.shape[-1] != 3:
+    raise ValueError(f"{path}: expected an RGB image [H, W, 3], got shape {pixels.shape}")
+  directory = os.path.dirname(path)
+  if directory:
+    os.makedirs(directory, exist_ok=True)
+  options = {"quality": JPEG_QUALITY} if image_format == "JPEG" else {}
+  Image.fromarray(pixels).save(path, format=image_format, **options)
+
+
+def check_scale(upscaler: Upscaler, scale: Optional[int]) -> None:
+  """Rejects a requested scale the model was not trained for."""
+  if scale is not None and int(scale) != upscaler.scale:
+    raise ValueError(
+        f"the model in {upscaler.version_dir} upscales by {upscaler.scale}, not {scale}. "
+        f"Omit the scale or use a model trained for x{scale}.")
+
+
+def upscale_file(input_path: str, output_path: str, model_path: Union[str, Upscaler],
+                 scale: Optional[int] = None) -> Tuple[int, int]:
+  """Upscales one image file; returns the output (height, width), exactly scale x the input.
+
+  `model_path` may also be an already loaded Upscaler, to upscale many files with one load.
+  The output format follows `output_path`'s extension.
+  """
+  upscaler = model_path if isinstance(model_path, Upscaler) else load_model(model_path)
+  check_scale(upscaler, scale)
+  lr = read_image(input_path)
+  sr = upscaler.upscale(lr)
+  write_image(output_path, sr)
+  return sr.shape[0], sr.shape[1]
