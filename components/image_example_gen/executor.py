@@ -1,0 +1,188 @@
+"""ExampleGen executor for a folder tree of image files.
+
+One tf.Example per readable image (features named in components/features.py).
+Files that cannot be used are quarantined, never fatal: the Beam pipeline sends
+them to a tagged output, and `quarantine.json` in the Examples artifact's root
+(beside Split-train/ and Split-eval/) lists them with their reasons, together
+with the number of images ingested and the files ignored:
+
+  {"input_base": ..., "ingested": N,
+   "quarantined": [{"path": "a/b.jpg", "reason": "The file is empty (0 bytes)."}],
+   "ignored": ["notes.txt"]}
+
+Paths are relative to input_base. The counts are also custom properties
+(`ingested`, `quarantined`) of the Examples artifact.
+"""
+import json
+import os
+from typing import Any, Dict, List
+
+from absl import logging
+import apache_beam as beam
+import tensorflow as tf
+from tfx import types
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+from components import features
+from components import image_files
+
+QUARANTINE_FILE = "quarantine.json"
+INGESTED_PROPERTY = "ingested"
+QUARANTINED_PROPERTY = "quarantined"
+
+# Re-exported for callers that check the folder before building a pipeline.
+NoImagesError = image_files.NoImagesError
+list_image_files = image_files.list_image_files
+
+_QUARANTINED_TAG = "quarantined"
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+  return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int_feature(value: int) -> tf.train.Feature:
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def to_example(relative_path: str, image: image_files.ImageRecord) -> tf.train.Example:
+  return tf.train.Example(features=tf.train.Features(feature={
+      features.IMAGE: _bytes_feature(image.encoded),
+      features.FILENAME: _bytes_feature(relative_path.encode("utf-8")),
+      features.HEIGHT: _int_feature(image.height),
+      features.WIDTH: _int_feature(image.width),
+      features.CHANNELS: _int_feature(image.channels),
+      features.FORMAT: _bytes_feature(image.format.encode("utf-8")),
+  }))
+
+
+class _ReadImageFn(beam.DoFn):
+  """Relative path -> tf.Example, or a quarantine entry on the tagged output."""
+
+  def __init__(self, input_base: str):
+    super().__init__()
+    self._input_base = input_base
+
+  def process(self, relative_path: str):
+    try:
+      image = image_files.read_image(os.path.join(self._input_base, relative_path))
+    except image_files.UnusableImageError as error:
+      yield beam.pvalue.TaggedOutput(
+          _QUARANTINED_TAG, {"path": relative_path, "reason": str(error)})
+      return
+    yield to_example(relative_path, image)
+
+
+def _write_report(_, path: str, input_base: str, ignored: List[str],
+                  unlisted: List[Dict[str, str]], quarantined: List[Dict[str, str]],
+                  ingested: int) -> None:
+  report = {
+      "input_base": input_base,
+      "ingested": ingested,
+      "quarantined": sorted(unlisted + quarantined, key=lambda q: q["path"]),
+      "ignored": ignored,
+  }
+  with tf.io.gfile.GFile(path, "w") as f:
+    json.dump(report, f, indent=2, ensure_ascii=False)
+
+
+class Executor(BaseExampleGenExecutor):
+  """Reads a folder tree of images (local or gs://) into tf.Examples.
+
+  Split patterns of the input config select files by their path relative to
+  input_base, with '*' matching across subfolders: the default '*' takes every
+  image in the tree.
+  """
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    # Lists once, and fails with a readable error before any Beam work.
+    self._contents = image_files.scan_folder(input_base)
+    examples = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.EXAMPLES_KEY])
+    self._report_path = os.path.join(examples.uri, QUARANTINE_FILE)
+
+    super().Do(input_dict, output_dict, exec_properties)
+
+    with tf.io.gfile.GFile(self._report_path) as f:
+      report = json.load(f)
+    examples.set_int_custom_property(INGESTED_PROPERTY, report["ingested"])
+    examples.set_int_custom_property(QUARANTINED_PROPERTY, len(report["quarantined"]))
+    if report["quarantined"]:
+      logging.warning("Quarantined %d of the files in %s; reasons in %s.",
+                      len(report["quarantined"]), input_base, self._report_path)
+    if not report["ingested"]:
+      if report["quarantined"]:
+        first = report["quarantined"][0]
+        detail = f"for example {first['path']}: {first['reason']}"
+      else:
+        detail = "the input split patterns select none of them"
+      raise NoImagesError(
+          f"None of the image files in {input_base} could be used ({detail}); "
+          f"see {self._report_path} for every file left out and why.")
+
+  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    return self._images_to_examples
+
+  def _images_to_examples(self, exec_properties: Dict[str, Any],
+                          split_pattern: str) -> beam.PTransform:
+    """The images one input split selects -> tf.Examples.
+
+    The base class applies this once per input split; each split's quarantined
+    files are collected for the report.
+    """
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    paths = [p for p in self._contents.images if image_files.matches(p, split_pattern)]
+
+    @beam.ptransform_fn
+    def read_images(pipeline: beam.Pipeline) -> beam.PCollection:
+      results = (
+          pipeline
+          | "ListImages" >> beam.Create(paths)
+          # Spreads the reading over workers (Create may give one bundle).
+          | "Distribute" >> beam.Reshuffle()
+          | "ReadImages" >> beam.ParDo(_ReadImageFn(input_base)).with_outputs(
+              _QUARANTINED_TAG, main="examples"))
+      self._quarantined.append(results[_QUARANTINED_TAG])
+      return results.examples
+
+    return read_images()  # pylint: disable=no-value-for-parameter
+
+  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                             exec_properties: Dict[str, Any]
+                             ) -> Dict[str, beam.PCollection]:
+    """Adds writing the quarantine report to the base class's pipeline."""
+    self._quarantined = []
+    example_splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+    patterns = [split.pattern for split in input_config.splits]
+    unselected = [path for path in self._contents.images
+                  if not any(image_files.matches(path, p) for p in patterns)]
+    unlisted = [{"path": r.path, "reason": r.reason} for r in self._contents.unlisted]
+    quarantined = (
+        self._quarantined
+        | "FlattenQuarantined" >> beam.Flatten(pipeline=pipeline)
+        | "ListQuarantined" >> beam.combiners.ToList())
+    ingested = (
+        list(example_splits.values())
+        | "FlattenExamples" >> beam.Flatten(pipeline=pipeline)
+        | "CountExamples" >> beam.combiners.Count.Globally())
+    _ = (
+        pipeline
+        | "ReportOnce" >> beam.Create([None])
+        | "WriteReport" >> beam.Map(
+            _write_report, self._report_path, input_base,
+            sorted(self._contents.others + unselected), unlisted,
+            quarantined=beam.pvalue.AsSingleton(quarantined),
+            ingested=beam.pvalue.AsSingleton(ingested)))
+    return example_splits

@@ -1,0 +1,220 @@
+"""The image ExampleGen: component, driver and executor on a generated image tree.
+
+The executor runs for real (in-process Beam) on a nested folder of good and
+broken files made with Pillow; its gzipped TFRecords and quarantine report are
+read back and checked.
+"""
+import hashlib
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.components.example_gen import utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+from components import features
+from components import image_files
+from components.image_example_gen import component
+from components.image_example_gen import executor
+from pipeline import configs
+from tests import test_image_files as samples
+
+# Good and broken samples spread over a nested tree, plus a file to ignore.
+GOOD = {
+    "rgb.jpg": samples.rgb_jpeg, "gray/gray.png": samples.gray_png,
+    "gray/deep/deep16.PNG": samples.deep_png, "b/rgba.png": samples.rgba_png,
+    "b/c/photo.tif": samples.tiff, "b/c/photo.webp": samples.webp,
+    "rotated.JPEG": samples.rotated_jpeg, "b/cmyk.jpg": samples.cmyk_jpeg,
+}
+BAD = {
+    "empty.jpg": lambda: b"", "b/truncated.jpg": samples.truncated_jpeg,
+    "b/c/notes.jpg": lambda: b"not a picture", "bomb.png": lambda: samples.png_declaring(
+        40000, 40000), "tiny/tiny.png": samples.tiny_png,
+}
+IGNORED = {"b/README.txt": lambda: b"about these photos"}
+
+
+def make_tree(root) -> str:
+  samples.write_tree(root, {path: make() for path, make in {**GOOD, **BAD, **IGNORED}.items()})
+  return str(root)
+
+
+def exec_properties(input_base: str, input_config=None, output_config=None) -> dict:
+  gen = component.ImageExampleGen(input_base=input_base, input_config=input_config,
+                                  output_config=output_config)
+  return dict(gen.exec_properties)  # configs are JSON, as the orchestrator passes them
+
+
+def output_config_of(gen: component.ImageExampleGen) -> example_gen_pb2.Output:
+  output = example_gen_pb2.Output()
+  proto_utils.json_to_proto(gen.exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                            output)
+  return output
+
+
+def run_executor(input_base: str, output_dir: str, **configs_):
+  examples = standard_artifacts.Examples()
+  examples.uri = output_dir
+  executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
+                         exec_properties(input_base, **configs_))
+  return examples
+
+
+def read_split(examples, split: str) -> dict:
+  """FILENAME -> tf.train.Example of one split."""
+  pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*.gz")
+  records = {}
+  for path in tf.io.gfile.glob(pattern):
+    for raw in tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator():
+      example = tf.train.Example.FromString(raw)
+      records[value(example, features.FILENAME).decode("utf-8")] = example
+  return records
+
+
+def value(example: tf.train.Example, key: str):
+  feature = example.features.feature[key]
+  kind = feature.WhichOneof("kind")
+  values = getattr(feature, kind).value
+  assert len(values) == 1
+  return values[0]
+
+
+def expected_split(relative_path: str) -> str:
+  """TFX's hash partition on the FILENAME feature: buckets [0, 4) train, [4, 5) eval."""
+  feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[relative_path.encode()]))
+  digest = hashlib.sha256(feature.SerializeToString(deterministic=True)).hexdigest()
+  bucket = int(digest, 16) % (configs.TRAIN_BUCKETS + configs.EVAL_BUCKETS)
+  return "train" if bucket < configs.TRAIN_BUCKETS else "eval"
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+  """One real executor run over the sample tree, shared by the checks below."""
+  input_base = make_tree(tmp_path_factory.mktemp("photos"))
+  output_dir = str(tmp_path_factory.mktemp("examples"))
+  examples = run_executor(input_base, output_dir)
+  splits = {split: read_split(examples, split) for split in ("train", "eval")}
+  return examples, splits
+
+
+class TestExecutor:
+
+  def test_every_readable_image_becomes_one_example(self, ingested):
+    _, splits = ingested
+    names = list(splits["train"]) + list(splits["eval"])
+    assert sorted(names) == sorted(GOOD)
+
+  def test_features_describe_a_decodable_picture(self, ingested):
+    _, splits = ingested
+    for name, example in {**splits["train"], **splits["eval"]}.items():
+      decoded = tf.io.decode_image(value(example, features.IMAGE), expand_animations=False)
+      height, width = value(example, features.HEIGHT), value(example, features.WIDTH)
+      assert decoded.shape[:2] == (height, width), name
+      expected = image_files.decode_image(GOOD[name]())
+      assert value(example, features.CHANNELS) == expected.channels, name
+      assert value(example, features.FORMAT).decode() == expected.format, name
+    rotated = {**splits["train"], **splits["eval"]}["rotated.JPEG"]
+    assert (value(rotated, features.HEIGHT), value(rotated, features.WIDTH)) == (
+        samples.W, samples.H)
+
+  def test_jpeg_bytes_are_the_original_file(self, ingested):
+    _, splits = ingested
+    example = {**splits["train"], **splits["eval"]}["rgb.jpg"]
+    assert value(example, features.IMAGE) == GOOD["rgb.jpg"]()
+
+  def test_split_is_a_hash_of_the_relative_path(self, ingested):
+    _, splits = ingested
+    assert splits["train"] and splits["eval"]  # the sample names reach both
+    for split, records in splits.items():
+      for name in records:
+        assert expected_split(name) == split, name
+
+  def test_quarantine_report(self, ingested):
+    examples, _ = ingested
+    with open(os.path.join(examples.uri, executor.QUARANTINE_FILE)) as f:
+      report = json.load(f)
+    assert report["ingested"] == len(GOOD)
+    assert report["ignored"] == ["b/README.txt"]
+    reasons = {q["path"]: q["reason"] for q in report["quarantined"]}
+    assert sorted(reasons) == sorted(BAD)
+    assert "empty" in reasons["empty.jpg"]
+    assert "corrupt or truncated" in reasons["b/truncated.jpg"]
+    assert "not an image" in reasons["b/c/notes.jpg"]
+    assert "megapixels" in reasons["bomb.png"]
+    assert "smaller than the minimum" in reasons["tiny/tiny.png"]
+
+  def test_artifact_properties(self, ingested):
+    examples, _ = ingested
+    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
+    assert examples.get_int_custom_property(executor.INGESTED_PROPERTY) == len(GOOD)
+    assert examples.get_int_custom_property(executor.QUARANTINED_PROPERTY) == len(BAD)
+
+  @pytest.mark.parametrize("make_input", [
+      lambda root: str(root / "missing"),
+      lambda root: str(root),
+      lambda root: samples.write_tree(root, {"a.txt": b"x"}) or str(root),
+  ])
+  def test_no_images_fails_before_any_work(self, tmp_path, make_input):
+    input_base = make_input(tmp_path / "in")
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    if not input_base.endswith("missing"):
+      os.makedirs(input_base, exist_ok=True)
+    with pytest.raises(executor.NoImagesError) as caught:
+      run_executor(input_base, str(output_dir))
+    assert input_base in str(caught.value)
+    assert not os.listdir(output_dir)
+
+  def test_nothing_usable_is_an_error_naming_the_report(self, tmp_path):
+    input_base = tmp_path / "in"
+    samples.write_tree(input_base, {"a.jpg": b"", "b.png": samples.tiny_png()})
+    with pytest.raises(executor.NoImagesError, match="quarantine.json"):
+      run_executor(str(input_base), str(tmp_path / "out"))
+
+
+class TestComponent:
+
+  def test_default_output_is_train_eval_by_filename_hash(self, tmp_path):
+    gen = component.ImageExampleGen(input_base=str(tmp_path))
+    assert gen.executor_spec.executor_class is executor.Executor
+    assert gen.driver_class is component.ImageFolderDriver
+    split_config = output_config_of(gen).split_config
+    assert [(s.name, s.hash_buckets) for s in split_config.splits] == [
+        ("train", configs.TRAIN_BUCKETS), ("eval", configs.EVAL_BUCKETS)]
+    assert (configs.TRAIN_BUCKETS, configs.EVAL_BUCKETS) == (4, 1)
+    assert split_config.partition_feature_name == features.FILENAME
+    assert gen.exec_properties[standard_component_specs.INPUT_BASE_KEY] == str(tmp_path)
+
+  def test_several_input_splits_keep_their_names(self, tmp_path):
+    input_config = example_gen_pb2.Input(splits=[
+        example_gen_pb2.Input.Split(name="train", pattern="train/*"),
+        example_gen_pb2.Input.Split(name="eval", pattern="eval/*")])
+    gen = component.ImageExampleGen(input_base=str(tmp_path), input_config=input_config)
+    output = output_config_of(gen)
+    assert not output.split_config.splits
+    assert utils.generate_output_split_names(input_config, output) == ["train", "eval"]
+
+
+class TestDriver:
+
+  def resolve(self, input_base: str) -> dict:
+    driver = component.ImageFolderDriver(metadata_handle=None)
+    properties = exec_properties(input_base)
+    properties[standard_component_specs.RANGE_CONFIG_KEY] = None
+    return driver.resolve_exec_properties(properties, None, None)
+
+  def test_fingerprint_changes_with_nested_images(self, tmp_path):
+    samples.write_tree(tmp_path, {"a/b/one.png": samples.gray_png()})
+    first = self.resolve(str(tmp_path))[utils.FINGERPRINT_PROPERTY_NAME]
+    assert self.resolve(str(tmp_path))[utils.FINGERPRINT_PROPERTY_NAME] == first
+    samples.write_tree(tmp_path, {"a/b/two.jpg": samples.rgb_jpeg()})
+    assert self.resolve(str(tmp_path))[utils.FINGERPRINT_PROPERTY_NAME] != first
+
+  def test_empty_folder_stops_the_run(self, tmp_path):
+    with pytest.raises(image_files.NoImagesError, match="holds no images"):
+      self.resolve(str(tmp_path))
