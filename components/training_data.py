@@ -1,0 +1,74 @@
+"""tf.data input pipelines over Transform's output, for the Tuner and the Trainer.
+
+Training draws random aligned LR/HR patches with the 8 flips/rotations; nearly flat
+patches (sky, walls) teach nothing and are mostly skipped. Validation uses the whole
+fixed-size transformed images, so its PSNR is comparable across runs.
+"""
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features
+
+# A patch whose HR standard deviation is below this is "flat" and kept only rarely.
+FLAT_PATCH_STD = 0.02
+FLAT_PATCH_KEEP_PROBABILITY = 0.1
+SHUFFLE_BUFFER = 256
+
+
+def _load(file_pattern, tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
+  files = tf.io.gfile.glob(file_pattern) if isinstance(file_pattern, str) else [
+      f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
+  if not files:
+    raise ValueError(f"No transformed examples match {file_pattern}.")
+  spec = tf_transform_output.transformed_feature_spec()
+  dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+  dataset = dataset.map(lambda record: tf.io.parse_single_example(record, spec))
+  return dataset.map(lambda ex: (ex[features.LR], ex[features.HR])).cache()
+
+
+def random_patch(lr, hr, lr_patch: int, scale: int):
+  """An aligned random crop: lr_patch^2 LR pixels and the HR pixels they came from."""
+  lr_shape = tf.shape(lr)
+  top = tf.random.uniform([], 0, lr_shape[0] - lr_patch + 1, dtype=tf.int32)
+  left = tf.random.uniform([], 0, lr_shape[1] - lr_patch + 1, dtype=tf.int32)
+  lr_crop = lr[top:top + lr_patch, left:left + lr_patch, :]
+  hr_crop = hr[top * scale:(top + lr_patch) * scale,
+               left * scale:(left + lr_patch) * scale, :]
+  return lr_crop, hr_crop
+
+
+def random_dihedral(lr, hr):
+  """One of the 8 flips/rotations, the same for both images."""
+  k = tf.random.uniform([], 0, 4, dtype=tf.int32)
+  lr, hr = tf.image.rot90(lr, k), tf.image.rot90(hr, k)
+  flip = tf.random.uniform([]) < 0.5
+  lr = tf.cond(flip, lambda: tf.image.flip_left_right(lr), lambda: lr)
+  hr = tf.cond(flip, lambda: tf.image.flip_left_right(hr), lambda: hr)
+  return lr, hr
+
+
+def _informative(lr, hr):
+  del lr
+  return tf.logical_or(tf.math.reduce_std(hr) > FLAT_PATCH_STD,
+                       tf.random.uniform([]) < FLAT_PATCH_KEEP_PROBABILITY)
+
+
+def train_dataset(file_pattern, tf_transform_output, batch_size: int, patch_size: int,
+                  scale: int) -> tf.data.Dataset:
+  """An endless stream of augmented (lr, hr) patch batches."""
+  if patch_size % scale:
+    raise ValueError(f"patch_size {patch_size} is not a multiple of scale {scale}.")
+  lr_patch = patch_size // scale
+  dataset = _load(file_pattern, tf_transform_output).repeat()
+  dataset = dataset.shuffle(SHUFFLE_BUFFER)
+  dataset = dataset.map(lambda lr, hr: random_patch(lr, hr, lr_patch, scale),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+  dataset = dataset.filter(_informative)
+  dataset = dataset.map(random_dihedral, num_parallel_calls=tf.data.AUTOTUNE)
+  return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(file_pattern, tf_transform_output, batch_size: int) -> tf.data.Dataset:
+  """Whole transformed eval images as (lr, hr) batches; one pass is one validation."""
+  return _load(file_pattern, tf_transform_output).batch(batch_size).prefetch(
+      tf.data.AUTOTUNE)
