@@ -1,0 +1,42 @@
+"""The serving SavedModel: encoded image bytes of any size in, PNG bytes out.
+
+Incoming bytes go through components.image_ops.decode_rgb, the same function that
+decodes training images in Transform, so serving and training see identical pixels.
+"""
+import keras
+import tensorflow as tf
+
+from components import image_ops
+
+SERVING_SIGNATURE = "serving_default"  # images: string [N] -> images: PNG string [N]
+FLOAT_SIGNATURE = "upscale"  # lr: float32 [N, H, W, 3] in [0, 1] -> sr: float32
+
+
+class SuperResolutionModule(tf.Module):
+  """Holds the network and its scale; both signatures call the same network."""
+
+  def __init__(self, model: keras.Model, scale: int):
+    super().__init__()
+    self.model = model
+    self.scale = tf.Variable(scale, dtype=tf.int32, trainable=False, name="scale")
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="lr")])
+  def upscale(self, lr):
+    return {"sr": tf.clip_by_value(self.model(lr, training=False), 0.0, 1.0)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+  def serve_encoded(self, images):
+    def upscale_one(encoded):
+      lr = image_ops.decode_rgb(encoded)[tf.newaxis]
+      sr = self.upscale(lr)["sr"][0]
+      return tf.io.encode_png(image_ops.to_uint8(sr))
+    # Images of different sizes cannot share a batch tensor: one at a time.
+    return {"images": tf.map_fn(upscale_one, images, fn_output_signature=tf.string)}
+
+
+def export_serving_model(model: keras.Model, scale: int, export_dir: str) -> None:
+  module = SuperResolutionModule(model, scale)
+  tf.saved_model.save(module, export_dir, signatures={
+      SERVING_SIGNATURE: module.serve_encoded,
+      FLOAT_SIGNATURE: module.upscale,
+  })

@@ -1,0 +1,56 @@
+"""TFX Trainer module: trains the tuned network under a tf.distribute strategy and
+exports the serving SavedModel."""
+import json
+import os
+
+import keras_tuner
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+
+from components import export
+from components import model as model_lib
+from components import strategies
+from components import training_data
+
+
+def hyperparameters_for(fn_args: tfx.components.FnArgs) -> keras_tuner.HyperParameters:
+  """The Tuner's best hyperparameters, or the first value of every choice without a Tuner."""
+  if fn_args.hyperparameters:
+    return keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
+  hp = keras_tuner.HyperParameters()
+  model_lib.define_search_space(hp, fn_args.custom_config)
+  return hp
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  config = fn_args.custom_config
+  hp = hyperparameters_for(fn_args)
+  logging.info("Training with hyperparameters %s", hp.values)
+  transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  strategy = strategies.make_strategy(config["strategy"])
+  # Batches are global: each replica gets batch_size / replicas.
+  train = training_data.train_dataset(fn_args.train_files, transform_output,
+                                      config["batch_size"], config["patch_size"],
+                                      config["scale"])
+  val = training_data.eval_dataset(fn_args.eval_files, transform_output,
+                                   config["eval_batch_size"])
+  train_steps = fn_args.train_steps
+  steps_per_epoch = min(config["steps_per_epoch"], train_steps)
+  epochs = max(1, train_steps // steps_per_epoch)
+  with strategy.scope():
+    model = model_lib.build_compiled_model(hp, scale=config["scale"], loss=config["loss"],
+                                           decay_steps=epochs * steps_per_epoch)
+  history = model.fit(train, validation_data=val, steps_per_epoch=steps_per_epoch,
+                      epochs=epochs, callbacks=[model_lib.early_stopping(config["patience"])],
+                      verbose=2)
+
+  if not strategies.is_chief():
+    return  # workers train; only the chief writes the model
+  export.export_serving_model(model, config["scale"], fn_args.serving_model_dir)
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
+  summary = {"hyperparameters": hp.values, "history": history.history,
+             "parameters": int(model.count_params())}
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
+    json.dump(summary, f, indent=1, default=float)
