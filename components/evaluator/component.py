@@ -1,0 +1,88 @@
+"""SuperResolutionEvaluator: scores the trained model and blesses it (or not).
+
+Why not TFX's Evaluator/TFMA: the blessing compares the model against bicubic
+upscaling, a method rather than a model artifact, and TFMA's model diff compares one
+candidate with one baseline model; SSIM also needs each image in 2-D while TFMA's
+metric inputs are flat per-example arrays. This component keeps TFX's contract
+instead: a ModelEvaluation plus a ModelBlessing carrying `blessed`, `current_model`
+and `current_model_id`, so the standard Pusher and LatestBlessedModelStrategy work
+unchanged.
+"""
+import json
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+from tfx.components.evaluator import constants
+from tfx.types import artifact_utils
+from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEvaluation
+from tfx.types.standard_artifacts import TransformGraph
+from tfx.utils import path_utils
+
+from components import training_data
+from components.evaluator import scoring
+
+EVAL_SPLIT = "eval"
+METRICS_FILE = "metrics.json"
+EVAL_BATCH_SIZE = 4
+
+Input = tfx.dsl.components.InputArtifact
+Output = tfx.dsl.components.OutputArtifact
+Param = tfx.dsl.components.Parameter
+
+
+def _score_model(model_artifact, examples, transform_output, scale: int) -> scoring.Scores:
+  pattern = os.path.join(artifact_utils.get_split_uri([examples], EVAL_SPLIT), "*")
+  pairs = training_data.eval_dataset(pattern, transform_output, EVAL_BATCH_SIZE)
+  upscale = scoring.load_upscaler(path_utils.serving_model_path(model_artifact.uri))
+  return scoring.score(upscale, pairs.as_numpy_iterator(), scale)
+
+
+@tfx.dsl.components.component
+def SuperResolutionEvaluator(  # pylint: disable=invalid-name
+    examples: Input[Examples],
+    transform_graph: Input[TransformGraph],
+    model: Input[Model],
+    evaluation: Output[ModelEvaluation],
+    blessing: Output[ModelBlessing],
+    scale: Param[int],
+    min_gain_db: Param[float],
+    max_regression_db: Param[float],
+    baseline_model: Input[Model] = None,  # the last blessed model, if any
+) -> None:
+  transform_output = tft.TFTransformOutput(transform_graph.uri)
+  candidate = _score_model(model, examples, transform_output, scale)
+  baseline = None
+  if baseline_model is not None and baseline_model.uri != model.uri:
+    baseline = _score_model(baseline_model, examples, transform_output, scale)
+  blessed, reason = scoring.blessing_verdict(candidate, baseline, min_gain_db,
+                                             max_regression_db)
+  logging.info("Blessing: %s (%s)", blessed, reason)
+
+  result = {"scale": scale, "images": candidate.images,
+            "psnr_model": candidate.psnr_model, "ssim_model": candidate.ssim_model,
+            "psnr_bicubic": candidate.psnr_bicubic, "ssim_bicubic": candidate.ssim_bicubic,
+            "gain_db": candidate.gain_db, "blessed": blessed, "reason": reason,
+            "baseline_psnr_model": None if baseline is None else baseline.psnr_model}
+  with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
+    json.dump(result, f, indent=1)
+  for key in ("psnr_model", "ssim_model", "psnr_bicubic", "ssim_bicubic", "gain_db"):
+    evaluation.set_float_custom_property(key, result[key])
+    blessing.set_float_custom_property(key, result[key])
+  evaluation.set_string_custom_property("reason", reason)
+  blessing.set_string_custom_property("reason", reason)
+
+  # The contract of TFX's own Evaluator, read by the Pusher (model_utils.is_model_blessed)
+  # and by LatestBlessedModelStrategy.
+  verdict_file = constants.BLESSED_FILE_NAME if blessed else constants.NOT_BLESSED_FILE_NAME
+  with tf.io.gfile.GFile(os.path.join(blessing.uri, verdict_file), "w") as f:
+    f.write(reason)
+  blessing.set_int_custom_property(
+      constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+      constants.BLESSED_VALUE if blessed else constants.NOT_BLESSED_VALUE)
+  blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY,
+                                      model.uri)
+  blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY,
+                                   model.id)

@@ -1,0 +1,92 @@
+"""TFX's Pusher, with two guarantees a model server relies on.
+
+- Atomic: a version is copied into a hidden sibling folder and renamed into place, so
+  a server polling the base directory never sees a half-written version (TF Serving
+  ignores names that are not numbers).
+- Idempotent: when the blessed model is byte-identical to the newest pushed version
+  (a re-run whose Evaluator re-blessed the same model), nothing is copied and the
+  existing version is recorded as the push.
+"""
+import hashlib
+import os
+import time
+from typing import Optional
+
+from absl import logging
+from tfx.components.pusher import component as pusher_component
+from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
+from tfx.utils import io_utils
+from tfx.utils import proto_utils
+
+STAGING_PREFIX = ".incoming-"
+
+
+def _tree_digest(root: str) -> str:
+  """Content digest of every file under `root`, by relative path."""
+  digest = hashlib.sha256()
+  for directory, _, files in sorted(fileio.walk(root)):
+    for name in sorted(files):
+      path = os.path.join(directory, name)
+      digest.update(os.path.relpath(path, root).encode())
+      with fileio.open(path, "rb") as f:
+        digest.update(hashlib.sha256(f.read()).digest())
+  return digest.hexdigest()
+
+
+def newest_version(base_directory: str) -> Optional[str]:
+  if not fileio.exists(base_directory):
+    return None
+  versions = [name.rstrip("/") for name in fileio.listdir(base_directory)]
+  versions = [v for v in versions if v.isdigit()
+              and fileio.exists(os.path.join(base_directory, v, "saved_model.pb"))]
+  return max(versions, key=int) if versions else None
+
+
+def push_atomically(model_path: str, base_directory: str, version: str) -> str:
+  serving_path = os.path.join(base_directory, version)
+  staging_path = os.path.join(base_directory, STAGING_PREFIX + version)
+  if fileio.exists(staging_path):
+    fileio.rmtree(staging_path)  # left by an interrupted push
+  io_utils.copy_dir(model_path, staging_path)
+  fileio.rename(staging_path, serving_path)
+  return serving_path
+
+
+class Executor(pusher_executor.Executor):
+
+  def Do(self, input_dict, output_dict, exec_properties):
+    self._log_startup(input_dict, output_dict, exec_properties)
+    model_push = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+    if not self.CheckBlessing(input_dict):
+      self._MarkNotPushed(model_push)
+      return
+    model_path = self.GetModelPath(input_dict)
+    destination = pusher_pb2.PushDestination()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
+                              destination)
+    base_directory = destination.filesystem.base_directory
+    if not base_directory:
+      raise ValueError("The Pusher needs push_destination.filesystem.base_directory.")
+    fileio.makedirs(base_directory)
+
+    newest = newest_version(base_directory)
+    if newest and _tree_digest(os.path.join(base_directory, newest)) == _tree_digest(model_path):
+      serving_path, version = os.path.join(base_directory, newest), newest
+      logging.info("Model identical to the served version %s; nothing copied.", serving_path)
+    else:
+      # Versions only increase, even when two pushes land in the same second.
+      version = str(max(int(time.time()), int(newest or 0) + 1))
+      serving_path = push_atomically(model_path, base_directory, version)
+      logging.info("Model pushed to %s.", serving_path)
+    io_utils.copy_dir(model_path, model_push.uri)
+    self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
+
+
+class Pusher(pusher_component.Pusher):
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
