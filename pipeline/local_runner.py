@@ -1,0 +1,90 @@
+"""Runs the pipeline on this machine: TFX's LocalDagRunner (or BeamDagRunner), Beam's
+DirectRunner for the data components."""
+import dataclasses
+import datetime
+import hashlib
+import os
+import shutil
+from typing import Sequence
+
+from tfx import v1 as tfx
+
+from pipeline import configs
+from pipeline import pipeline as pipeline_lib
+from pipeline import progress
+from pipeline import run_summary
+
+RUNNERS = ("local", "beam")
+# ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform, Tuner, Trainer,
+# model resolver, Evaluator, Pusher.
+NODE_COUNT = 10
+
+
+@dataclasses.dataclass
+class RunOptions:
+  data_root: str
+  pipeline_root: str = configs.DEFAULT_PIPELINE_ROOT
+  serving_dir: str = configs.DEFAULT_SERVING_DIR
+  profile: str = configs.DEFAULT_PROFILE
+  scale: int = configs.DEFAULT_SCALE
+  strategy: str = configs.DEFAULT_STRATEGY
+  tuner: str = configs.DEFAULT_TUNER
+  runner: str = "local"
+  beam_args: Sequence[str] = ()
+
+  @property
+  def serving_model_dir(self) -> str:
+    return os.path.join(self.serving_dir, configs.MODEL_NAME)
+
+
+def staged_schema(pipeline_root: str) -> str:
+  """A copy of the curated schema under a name derived from its content.
+
+  ImportSchemaGen's cache key is the schema's path, not its content: an edited schema
+  gets a new path, so the edit re-runs validation and everything downstream.
+  """
+  source = os.path.join(configs.SCHEMA_DIR, "schema.pbtxt")
+  with open(source, "rb") as f:
+    content = f.read()
+  folder = os.path.join(pipeline_root, "schemas", hashlib.sha256(content).hexdigest()[:12])
+  target = os.path.join(folder, "schema.pbtxt")
+  if not os.path.exists(target):
+    os.makedirs(folder, exist_ok=True)
+    shutil.copyfile(source, target)
+  return target
+
+
+def build(options: RunOptions) -> tfx.dsl.Pipeline:
+  profile = configs.PROFILES[options.profile]
+  return pipeline_lib.create_pipeline(
+      pipeline_name=configs.PIPELINE_NAME,
+      pipeline_root=options.pipeline_root,
+      data_root=options.data_root,
+      schema_path=staged_schema(options.pipeline_root),
+      serving_model_dir=options.serving_model_dir,
+      custom_config=pipeline_lib.custom_config_for(
+          profile, options.scale, options.strategy, options.tuner),
+      metadata_connection_config=pipeline_lib.metadata_config(options.pipeline_root),
+      beam_pipeline_args=list(configs.DEFAULT_BEAM_ARGS) + list(options.beam_args))
+
+
+def run(options: RunOptions) -> run_summary.RunSummary:
+  """Runs the DAG with progress lines on stdout and the full log in the pipeline root."""
+  os.makedirs(options.pipeline_root, exist_ok=True)
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  log_dir = os.path.join(options.pipeline_root, "logs")
+  os.makedirs(log_dir, exist_ok=True)
+  log_path = os.path.join(log_dir, f"run-{stamp}.log")
+  printer = progress.ProgressPrinter(total=NODE_COUNT)
+  progress.route_logs(log_path, printer)
+  print(f"Full log: {log_path}", flush=True)
+  if options.runner == "local":
+    runner = tfx.orchestration.LocalDagRunner()
+  else:
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner  # pylint: disable=import-outside-toplevel
+    runner = BeamDagRunner()
+  pipeline = build(options)
+  runner.run(pipeline)
+  summary = run_summary.latest_run(pipeline.metadata_connection_config)
+  summary.log_path = log_path
+  return summary

@@ -1,0 +1,108 @@
+"""The super-resolution DAG, from an image folder to a pushed SavedModel.
+
+create_pipeline is a pure function of its arguments: every runner (local, Beam,
+Kubeflow) and every test builds the same DAG from here.
+"""
+import os
+from typing import Dict, List, Optional
+
+from tfx import v1 as tfx
+from ml_metadata.proto import metadata_store_pb2
+
+from components.evaluator.component import SuperResolutionEvaluator
+from components.example_validation.component import ANOMALIES_FOUND, ExampleValidator
+from components.image_example_gen.component import ImageExampleGen
+from components.pusher.component import Pusher
+from pipeline import configs
+
+
+def create_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    schema_path: str,
+    serving_model_dir: str,
+    custom_config: Dict,
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+    beam_pipeline_args: Optional[List[str]] = None,
+    enable_tuning: bool = True,
+) -> tfx.dsl.Pipeline:
+  """custom_config: the profile's knobs plus scale, strategy and tuner (see configs)."""
+  example_gen = ImageExampleGen(input_base=data_root)
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
+  example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                       schema=schema_gen.outputs["schema"])
+  components = [example_gen, statistics_gen, schema_gen, example_validator]
+
+  anomalies = example_validator.outputs["anomalies"].future()[0]
+  # Data with anomalies never reaches training.
+  with tfx.dsl.Cond(anomalies.custom_property(ANOMALIES_FOUND) == 0):
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        preprocessing_fn=configs.PREPROCESSING_FN, custom_config=custom_config)
+    components.append(transform)
+    train_args = tfx.proto.TrainArgs(num_steps=custom_config["train_steps"])
+    eval_args = tfx.proto.EvalArgs(num_steps=custom_config["eval_steps"])
+
+    hyperparameters = None
+    if enable_tuning:
+      tuner = tfx.components.Tuner(
+          tuner_fn=configs.TUNER_FN, examples=transform.outputs["transformed_examples"],
+          transform_graph=transform.outputs["transform_graph"],
+          train_args=tfx.proto.TrainArgs(num_steps=custom_config["tuner_steps"]),
+          eval_args=eval_args, custom_config=custom_config)
+      components.append(tuner)
+      hyperparameters = tuner.outputs["best_hyperparameters"]
+
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN, examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        hyperparameters=hyperparameters, train_args=train_args, eval_args=eval_args,
+        custom_config=custom_config)
+
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = SuperResolutionEvaluator(
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        model=trainer.outputs["model"], baseline_model=model_resolver.outputs["model"],
+        scale=custom_config["scale"], min_gain_db=custom_config["min_gain_db"],
+        max_regression_db=custom_config["max_regression_db"])
+
+    pusher = Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=serving_model_dir)))
+    components += [trainer, model_resolver, evaluator, pusher]
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=pipeline_name,
+      pipeline_root=pipeline_root,
+      components=components,
+      enable_cache=True,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=beam_pipeline_args or [],
+  )
+
+
+def custom_config_for(profile: configs.Profile, scale: int, strategy: str = "mirrored",
+                      tuner: str = "bayesian", seed: int = 0) -> Dict:
+  """The plain-value configuration every module function receives."""
+  if scale not in configs.SCALES:
+    raise ValueError(f"scale must be one of {configs.SCALES}, not {scale}.")
+  config = {key: (list(value) if isinstance(value, tuple) else value)
+            for key, value in profile.__dict__.items()}
+  config.update(scale=scale, strategy=strategy, tuner=tuner, seed=seed,
+                eval_batch_size=configs.EVAL_BATCH_SIZE)
+  return config
+
+
+def metadata_config(pipeline_root: str) -> metadata_store_pb2.ConnectionConfig:
+  return tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      os.path.join(pipeline_root, "metadata.sqlite"))

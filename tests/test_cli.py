@@ -1,0 +1,55 @@
+"""The CLI's argument errors: one clear line, exit status 2, no traceback."""
+import subprocess
+import sys
+
+import pytest
+
+from superres import cli
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "--profile", "huge"], "invalid choice: 'huge'"),
+    (["run", "--scale", "5"], "scale must be one of 2, 3, 4, not '5'"),
+    (["run", "--scale", "two"], "scale must be one of 2, 3, 4"),
+    (["run", "--tuner", "hyperband"], "invalid choice: 'hyperband'"),
+    (["upscale", "in.png", "out.png"], "the following arguments are required: --model"),
+    (["evaluate", "--model", "m"], "the following arguments are required: --data"),
+    ([], "the following arguments are required: command"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, expected, capsys):
+  assert cli.main(argv) == cli.USAGE_ERROR
+  err = capsys.readouterr().err
+  assert expected in err
+  assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_data_folder_is_a_usage_error(tmp_path, capsys):
+  missing = tmp_path / "no-such-folder"
+  assert cli.main(["run", "--profile", "smoke", "--data", str(missing),
+                   "--pipeline-root", str(tmp_path / "root")]) == cli.USAGE_ERROR
+  err = capsys.readouterr().err
+  assert str(missing) in err and "Traceback" not in err
+  assert not (tmp_path / "root").exists()  # stopped before any pipeline work
+
+
+def test_empty_data_folder_is_a_usage_error(tmp_path, capsys):
+  (tmp_path / "empty").mkdir()
+  (tmp_path / "empty" / "notes.txt").write_text("not an image")
+  assert cli.main(["run", "--data", str(tmp_path / "empty"),
+                   "--pipeline-root", str(tmp_path / "root")]) == cli.USAGE_ERROR
+  assert str(tmp_path / "empty") in capsys.readouterr().err
+
+
+def test_missing_model_for_upscale(tmp_path, capsys):
+  image = tmp_path / "in.png"
+  image.write_bytes(b"")
+  assert cli.main(["upscale", str(image), str(tmp_path / "out.png"), "--model",
+                   str(tmp_path / "nope")]) == cli.USAGE_ERROR
+  assert "model" in capsys.readouterr().err
+
+
+def test_console_script_entry_point_reports_errors_without_traceback():
+  result = subprocess.run([sys.executable, "-m", "superres.cli", "run", "--scale", "5"],
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 2
+  assert "scale must be one of" in result.stderr and "Traceback" not in result.stderr

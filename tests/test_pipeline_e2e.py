@@ -1,0 +1,91 @@
+"""The whole DAG, through the CLI, on small real photos with the smoke profile.
+
+Slow by nature (one full TFX run, then a cached re-run), so it runs once per suite.
+"""
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from pipeline import pipeline as pipeline_lib
+from pipeline import run_summary
+from superres import bundled_data
+
+pytestmark = pytest.mark.e2e
+
+# Every node of the DAG that records an execution in ML Metadata.
+EXPECTED_NODES = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+                  "Transform", "Tuner", "Trainer", "SuperResolutionEvaluator", "Pusher"}
+PHOTO_SIDE = 96  # small copies keep the run short; still real photos
+
+
+def _superres(args, home):
+  env = dict(os.environ, SUPERRES_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, "-m", "superres.cli", *args], capture_output=True,
+                        text=True, env=env, timeout=1500, check=False)
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("photos")
+  for path in bundled_data.training_photo_paths():
+    image = Image.open(path).convert("RGB")
+    image.thumbnail((PHOTO_SIDE, PHOTO_SIDE))
+    image.save(folder / (os.path.splitext(os.path.basename(path))[0] + ".png"))
+  (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+  return folder
+
+
+@pytest.fixture(scope="module")
+def runs(photo_dir, tmp_path_factory):
+  home = tmp_path_factory.mktemp("home")
+  args = ["run", "--profile", "smoke", "--data", str(photo_dir),
+          "--pipeline-root", str(home / "root"), "--serving-dir", str(home / "serving")]
+  first = _superres(args, home)
+  second = _superres(args, home)
+  return home, first, second
+
+
+def test_first_run_executes_every_component_blesses_and_pushes(runs):
+  _, first, _ = runs
+  assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+  assert "Blessed: yes" in first.stdout
+  assert "quarantined" in first.stdout and "broken.jpg" in first.stdout
+  for node in EXPECTED_NODES:
+    assert f"{node} done" in first.stdout, first.stdout
+
+
+def test_metadata_records_every_component_and_the_cached_rerun(runs):
+  home, _, second = runs
+  assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+  store_config = pipeline_lib.metadata_config(str(home / "root"))
+  summary = run_summary.latest_run(store_config)
+  assert EXPECTED_NODES <= set(summary.outcomes)
+  # Nothing changed: everything up to the trained model comes from the cache. The
+  # Evaluator runs again because its baseline (the last blessed model) is new; it
+  # re-blesses the same model, which the Pusher recognises and does not copy again.
+  cached = EXPECTED_NODES - {"SuperResolutionEvaluator", "Pusher"}
+  assert all(summary.outcomes[node] == "cached" for node in cached), summary.outcomes
+  assert "Reused from cache: 7 of 10 components" in second.stdout
+  versions = [v for v in os.listdir(home / "serving" / "superres") if v.isdigit()]
+  assert len(versions) == 1 and summary.pushed_dir.endswith(versions[0])
+
+
+def test_pushed_model_upscales_a_real_photo_to_exactly_twice_its_size(runs):
+  home, _, _ = runs
+  base = home / "serving" / "superres"
+  versions = [v for v in os.listdir(base) if v.isdigit()]
+  assert len(versions) == 1
+  loaded = tf.saved_model.load(str(base / versions[0]))
+  photo = Image.open(bundled_data.holdout_photo_paths()[0]).convert("RGB").crop((0, 0, 75, 53))
+  buffer = io.BytesIO()
+  photo.save(buffer, format="JPEG")
+  out = loaded.signatures["serving_default"](images=tf.constant([buffer.getvalue()]))
+  upscaled = Image.open(io.BytesIO(out["images"].numpy()[0]))
+  assert upscaled.format == "PNG" and upscaled.size == (150, 106)
+  assert np.asarray(upscaled).std() > 10  # a picture, not a blank
