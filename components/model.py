@@ -9,8 +9,12 @@ import keras_tuner
 from components import metrics
 from components.models import registry
 
-# Cosine decay ends at this fraction of the initial learning rate.
+# Cosine decay ends at this fraction of the peak learning rate.
 LR_DECAY_FLOOR = 0.01
+# Linear warm-up: the nets start exactly at bicubic (zero-initialised tail), where
+# Adam's first full-size steps overshoot; a short ramp avoids that.
+WARMUP_FRACTION = 0.05
+MAX_WARMUP_STEPS = 200
 LOSSES = {"mae": "mean_absolute_error", "mse": "mean_squared_error"}
 OBJECTIVE = "val_psnr"  # what the Tuner maximises and early stopping watches
 
@@ -29,8 +33,12 @@ def build_compiled_model(hp: keras_tuner.HyperParameters, scale: int, loss: str,
   model = registry.build_model(
       hp.get("architecture"), scale=scale, width=hp.get("width"),
       depth=hp.get("depth"), dropout=hp.get("dropout"))
+  peak = hp.get("learning_rate")
+  warmup_steps = min(MAX_WARMUP_STEPS, int(decay_steps * WARMUP_FRACTION))
   schedule = keras.optimizers.schedules.CosineDecay(
-      hp.get("learning_rate"), decay_steps=max(1, decay_steps), alpha=LR_DECAY_FLOOR)
+      peak * 0.1 if warmup_steps else peak, decay_steps=max(1, decay_steps - warmup_steps),
+      alpha=LR_DECAY_FLOOR, warmup_target=peak if warmup_steps else None,
+      warmup_steps=warmup_steps)
   if loss not in LOSSES:
     raise ValueError(f"Unknown loss {loss!r}; choose one of {sorted(LOSSES)}.")
   model.compile(optimizer=keras.optimizers.Adam(schedule), loss=LOSSES[loss],

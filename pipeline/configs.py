@@ -88,3 +88,12 @@ DEFAULT_STRATEGY = "mirrored"
 DEFAULT_TUNER = "bayesian"
 # In-process Beam; `--beam-arg` adds or overrides options (e.g. multi_processing).
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+# Kubeflow Pipelines (KubeflowV2DagRunner). The container holds this repository at
+# CONTAINER_SOURCE_DIR, installed into the official TFX image of the pinned version.
+KUBEFLOW_IMAGE = os.environ.get("SUPERRES_IMAGE", "superres-tfx:latest")
+CONTAINER_SOURCE_DIR = "/superres-tfx"
+KUBEFLOW_PIPELINE_ROOT = os.environ.get("SUPERRES_KFP_ROOT", "gs://YOUR-BUCKET/superres/pipeline")
+KUBEFLOW_DATA_ROOT = os.environ.get("SUPERRES_KFP_DATA", "gs://YOUR-BUCKET/superres/images")
+KUBEFLOW_SERVING_DIR = os.environ.get("SUPERRES_KFP_SERVING",
+                                      "gs://YOUR-BUCKET/superres/serving")
