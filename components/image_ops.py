@@ -36,6 +36,21 @@ def center_square(image: tf.Tensor) -> tf.Tensor:
   return image[top:top + side, left:left + side, :]
 
 
+def fixed_size_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+  """A size x size view of an [H, W, 3] image, at native resolution when possible.
+
+  Large images give their central crop, so training pixels keep the statistics of
+  real photos (sensor noise, JPEG artifacts) rather than of downscaled ones;
+  smaller images give their centred square, resized up to `size`.
+  """
+  square = center_square(image)
+  side = tf.shape(square)[0]
+  return tf.cond(
+      side >= size,
+      lambda: tf.image.resize_with_crop_or_pad(square, size, size),
+      lambda: resize_bicubic(square, [size, size]))
+
+
 def resize_bicubic(images: tf.Tensor, size) -> tf.Tensor:
   """Antialiased bicubic resize (MATLAB imresize-like when shrinking), clipped to [0, 1]."""
   resized = tf.image.resize(images, size, method=tf.image.ResizeMethod.BICUBIC,

@@ -12,7 +12,7 @@ from components import image_ops
 def make_pair(encoded: tf.Tensor, hr_size: int, scale: int):
   """One encoded image -> (hr [hr_size, hr_size, 3], lr [hr_size/scale, ..., 3])."""
   image = image_ops.decode_rgb(encoded)
-  hr = image_ops.resize_bicubic(image_ops.center_square(image), [hr_size, hr_size])
+  hr = image_ops.fixed_size_crop(image, hr_size)
   hr.set_shape([hr_size, hr_size, 3])
   lr = image_ops.degrade(hr, scale)
   lr_size = hr_size // scale

@@ -69,9 +69,9 @@ PROFILES = {
         max_regression_db=100.0),
     # About 10-15 minutes on 2 CPU cores, tuning included.
     "default": Profile(
-        name="default", hr_size=384, patch_size=48, batch_size=32, train_steps=3000,
-        eval_steps=8, tuner_trials=4, tuner_steps=150, steps_per_epoch=250,
-        patience=4, architectures=("espcn", "fsrcnn", "resize_conv"),
+        name="default", hr_size=384, patch_size=48, batch_size=32, train_steps=6000,
+        eval_steps=8, tuner_trials=4, tuner_steps=150, steps_per_epoch=500,
+        patience=6, architectures=("espcn", "fsrcnn", "resize_conv"),
         widths=(32, 64), depths=(1, 2), learning_rates=(1e-3, 3e-4),
         dropouts=(0.0,), min_gain_db=0.5),
     # Up to about 90 minutes: a residual network and a longer schedule.

@@ -16,6 +16,9 @@ from components.pusher.component import Pusher
 from pipeline import configs
 
 
+TRANSFORM_KEYS = ("hr_size", "scale")
+
+
 def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
@@ -40,7 +43,9 @@ def create_pipeline(
   with tfx.dsl.Cond(anomalies.custom_property(ANOMALIES_FOUND) == 0):
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=configs.PREPROCESSING_FN, custom_config=custom_config)
+        preprocessing_fn=configs.PREPROCESSING_FN,
+        # Only what the transform reads: other knobs must not invalidate its cache.
+        custom_config={key: custom_config[key] for key in TRANSFORM_KEYS})
     components.append(transform)
     train_args = tfx.proto.TrainArgs(num_steps=custom_config["train_steps"])
     eval_args = tfx.proto.EvalArgs(num_steps=custom_config["eval_steps"])

@@ -3,6 +3,7 @@
 Slow by nature (one full TFX run, then a cached re-run), so it runs once per suite.
 """
 import io
+import json
 import os
 import subprocess
 import sys
@@ -89,3 +90,46 @@ def test_pushed_model_upscales_a_real_photo_to_exactly_twice_its_size(runs):
   upscaled = Image.open(io.BytesIO(out["images"].numpy()[0]))
   assert upscaled.format == "PNG" and upscaled.size == (150, 106)
   assert np.asarray(upscaled).std() > 10  # a picture, not a blank
+
+
+def test_cli_upscales_and_evaluates_with_the_pushed_model(runs, tmp_path):
+  home, _, _ = runs
+  base = str(home / "serving" / "superres")
+  photo = tmp_path / "photo.jpg"
+  Image.open(bundled_data.holdout_photo_paths()[1]).convert("RGB").crop((0, 0, 61, 47)).save(photo)
+  upscaled = tmp_path / "photo_x2.png"
+  result = _superres(["upscale", str(photo), str(upscaled), "--model", base], home)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert Image.open(upscaled).size == (122, 94)
+
+  holdout = tmp_path / "holdout"
+  bundled_data.stage_holdout_photos(str(holdout))
+  result = _superres(["evaluate", "--model", base, "--data", str(holdout), "--json"], home)
+  assert result.returncode == 0, result.stderr[-2000:]
+  scores = json.loads(result.stdout.strip().splitlines()[-1])
+  assert scores["images"] == 2 and scores["scale"] == 2
+  for key in ("psnr_model", "psnr_bicubic", "ssim_model", "ssim_bicubic"):
+    assert np.isfinite(scores[key])
+
+
+def test_data_anomalies_stop_the_run_before_training(tmp_path):
+  """A panorama wider than the schema allows: validation fails, nothing trains."""
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  for path in bundled_data.training_photo_paths()[:4]:
+    image = Image.open(path).convert("RGB")
+    image.thumbnail((64, 64))
+    image.save(folder / (os.path.splitext(os.path.basename(path))[0] + ".png"))
+  Image.new("RGB", (20_500, 700), (90, 120, 200)).save(folder / "panorama.png")
+  home = tmp_path / "home"
+  result = _superres(["run", "--profile", "smoke", "--data", str(folder),
+                      "--pipeline-root", str(home / "root"),
+                      "--serving-dir", str(home / "serving")], home)
+  assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+  assert "Data anomalies (training skipped" in result.stdout
+  assert "'width'" in result.stdout
+  summary = run_summary.latest_run(pipeline_lib.metadata_config(str(home / "root")))
+  assert summary.outcomes["ExampleValidator"] == "complete"
+  assert not {"Transform", "Tuner", "Trainer", "Pusher"} & {
+      node for node, outcome in summary.outcomes.items() if outcome in ("complete", "cached")}
+  assert not (home / "serving" / "superres").exists()

@@ -59,3 +59,14 @@ def test_dihedral_transform_applies_equally_to_both():
   for _ in range(8):
     lr_t, hr_t = training_data.random_dihedral(lr, hr)
     np.testing.assert_allclose(image_ops.degrade(hr_t, 2).numpy(), lr_t.numpy(), atol=1e-5)
+
+
+def test_large_images_keep_native_pixels_small_ones_are_resized():
+  photo = data.coffee()  # 400 x 600
+  out = preprocessing.preprocessing_fn({features.IMAGE: tf.constant([_encode(photo, "PNG")])},
+                                       {"hr_size": 96, "scale": 2})
+  hr = out[features.HR].numpy()[0]
+  top, left = (400 - 96) // 2, (600 - 400) // 2 + (400 - 96) // 2
+  np.testing.assert_allclose(hr, photo[top:top + 96, left:left + 96] / 255.0, atol=1e-6)
+  small = image_ops.fixed_size_crop(tf.constant(photo[:40, :50] / 255.0, tf.float32), 96)
+  assert small.shape == (96, 96, 3)
