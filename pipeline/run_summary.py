@@ -25,6 +25,8 @@ class RunSummary:
   metrics: Optional[Dict] = None
   blessed: Optional[bool] = None
   pushed_dir: Optional[str] = None
+  tuner_results_dir: Optional[str] = None
+  report_path: Optional[str] = None
   log_path: Optional[str] = None
 
   @property
@@ -105,6 +107,8 @@ def _collect(summary: RunSummary, type_name: str, artifact) -> None:
       summary.metrics = _read_json(path)
   elif type_name == "ModelBlessing" and "blessed" in props:
     summary.blessed = props["blessed"].int_value == 1
+  elif type_name == "TunerResults":
+    summary.tuner_results_dir = artifact.uri
   elif type_name == "PushedModel" and "pushed" in props:
     if props["pushed"].int_value == 1:
       summary.pushed_dir = props["pushed_destination"].string_value

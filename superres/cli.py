@@ -11,13 +11,16 @@ import warnings
 
 # Google client libraries warn about Python 3.10 support on import: noise for users.
 warnings.filterwarnings("ignore", category=FutureWarning)
-# Before TensorFlow loads: keep its C++ start-up chatter out of the terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before TensorFlow loads: keep its C++ start-up chatter (CUDA plug-in registration
+# on CPU machines) out of the terminal; Python errors are unaffected.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pipeline import configs  # pylint: disable=wrong-import-position
 
 USAGE_ERROR = 2
 FAILURE = 1
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OWN_PACKAGES = ("components", "pipeline", "superres", "serving")
 
 
 class UsageError(Exception):
@@ -71,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
   evaluate.add_argument("--data", required=True, help="folder of high-resolution images")
   evaluate.add_argument("--scale", type=_scale)
   evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+  report = commands.add_parser("report", help="HTML report with side-by-side crops")
+  report.add_argument("--model", required=True)
+  report.add_argument("--data", required=True, help="folder of high-resolution images")
+  report.add_argument("--out", required=True, help="folder for index.html and its figures")
+  report.add_argument("--scale", type=_scale)
   return parser
 
 
@@ -102,10 +111,26 @@ def _run(args) -> int:
       strategy=args.strategy, tuner=args.tuner, runner=args.runner,
       beam_args=args.beam_args)
   summary = local_runner.run(options)
+  if summary.pushed_dir:
+    summary.report_path = _write_run_report(summary, options)
   print(report.format_summary(summary))
   if summary.anomalies:
     return FAILURE
   return 0
+
+
+def _write_run_report(summary, options) -> str:
+  """Pictures and tables of the pushed model on photos it never trained on."""
+  from superres import bundled_data  # pylint: disable=import-outside-toplevel
+  from superres import visual_report  # pylint: disable=import-outside-toplevel
+  trials = (visual_report.load_tuner_trials(summary.tuner_results_dir)
+            if summary.tuner_results_dir else None)
+  out_dir = os.path.join(options.pipeline_root, "reports", os.path.basename(summary.pushed_dir))
+  return visual_report.write_report(
+      out_dir, summary.pushed_dir, bundled_data.holdout_photo_paths(), scale=options.scale,
+      tuner_trials=trials,
+      run_info={"profile": options.profile, "data": options.data_root, "scale": options.scale,
+                "model": summary.pushed_dir, "eval split": summary.metrics})
 
 
 def _upscale(args) -> int:
@@ -130,7 +155,27 @@ def _evaluate(args) -> int:
   return 0
 
 
-COMMANDS = {"run": _run, "upscale": _upscale, "evaluate": _evaluate}
+def _raised_by_own_code(error: BaseException) -> bool:
+  """True when the innermost frame of the traceback is in this project's packages."""
+  frame = error.__traceback__
+  while frame is not None and frame.tb_next is not None:
+    frame = frame.tb_next
+  if frame is None:
+    return False
+  path = os.path.abspath(frame.tb_frame.f_code.co_filename)
+  return any(path.startswith(os.path.join(PROJECT_ROOT, package) + os.sep)
+             for package in OWN_PACKAGES)
+
+
+def _report(args) -> int:
+  from superres import visual_report  # pylint: disable=import-outside-toplevel
+  _check_path_exists(args.model, "model")
+  _check_path_exists(args.data, "data folder")
+  print(f"Report: {visual_report.write_report(args.out, args.model, [args.data], scale=args.scale)}")
+  return 0
+
+
+COMMANDS = {"run": _run, "upscale": _upscale, "evaluate": _evaluate, "report": _report}
 
 
 def main(argv=None) -> int:
@@ -140,7 +185,11 @@ def main(argv=None) -> int:
   except UsageError as error:
     print(f"superres: error: {error}", file=sys.stderr)
     return USAGE_ERROR
-  except ValueError as error:  # clear, user-facing errors raised by our own modules
+  except ValueError as error:
+    # Our modules raise ValueError subclasses with a message meant for the user
+    # (naming the file and what to do); anything else is a bug and keeps its traceback.
+    if not _raised_by_own_code(error):
+      raise
     print(f"superres: error: {error}", file=sys.stderr)
     return FAILURE
   except KeyboardInterrupt:

@@ -41,7 +41,9 @@ def format_summary(summary) -> str:
     parts.append(f"Pushed: {summary.pushed_dir}")
   elif summary.blessed is not None:
     parts.append("Pushed: nothing (the model was not blessed)")
-  if getattr(summary, "log_path", None):
+  if summary.report_path:
+    parts.append(f"Report (pictures, per-image scores, tuner trials): {summary.report_path}")
+  if summary.log_path:
     parts.append(f"Full log: {summary.log_path}")
   return "\n".join(parts)
 

@@ -53,3 +53,15 @@ def test_console_script_entry_point_reports_errors_without_traceback():
                           capture_output=True, text=True, check=False)
   assert result.returncode == 2
   assert "scale must be one of" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_errors_raised_by_project_code_are_one_line_others_keep_their_traceback():
+  from components.evaluator import scoring  # pylint: disable=import-outside-toplevel
+  try:
+    scoring.score(lambda lr: lr, [], scale=2)  # "the eval split is empty ..."
+  except ValueError as error:
+    assert cli._raised_by_own_code(error)  # pylint: disable=protected-access
+  try:
+    int("not a number")
+  except ValueError as error:
+    assert not cli._raised_by_own_code(error)  # pylint: disable=protected-access

@@ -59,6 +59,10 @@ def test_first_run_executes_every_component_blesses_and_pushes(runs):
   assert "quarantined" in first.stdout and "broken.jpg" in first.stdout
   for node in EXPECTED_NODES:
     assert f"{node} done" in first.stdout, first.stdout
+  report_line = next(line for line in first.stdout.splitlines() if line.startswith("Report"))
+  report_path = report_line.split(": ", 1)[1]
+  assert os.path.exists(report_path) and report_path.endswith("index.html")
+  assert "Hyperparameter search" in open(report_path).read()  # the tuner trials
 
 
 def test_metadata_records_every_component_and_the_cached_rerun(runs):
