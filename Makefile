@@ -3,7 +3,7 @@ PROFILE ?= default
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test env clean
+.PHONY: run test env serving-env clean
 
 env:
 	@scripts/setup_env.sh
@@ -11,8 +11,11 @@ env:
 run: env
 	.venv/bin/superres run --profile $(PROFILE) $(RUN_ARGS)
 
-test: env
+serving-env: env
+	@scripts/setup_serving_env.sh
+
+test: env serving-env
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf .venv build *.egg-info
+	rm -rf .venv .venv-serving build *.egg-info

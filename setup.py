@@ -9,7 +9,8 @@ setuptools.setup(
     python_requires=">=3.9,<3.11",
     packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "components",
                                                "components.*", "superres", "superres.*",
-                                               "kubeflow", "kubeflow.*"]),
+                                               "kubeflow", "kubeflow.*", "serving",
+                                               "serving.*"]),
     package_data={"": ["*.pbtxt"]},
     # Exact versions live in requirements/pipeline.lock (installed as constraints).
     install_requires=[

@@ -16,6 +16,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pipeline import configs  # pylint: disable=wrong-import-position
+from serving import launcher  # pylint: disable=wrong-import-position  (imports no TensorFlow)
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -65,9 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
   upscale = commands.add_parser("upscale", help="upscale one image with a pushed model")
   upscale.add_argument("input")
   upscale.add_argument("output")
-  upscale.add_argument("--model", required=True,
-                       help="a pushed SavedModel version, or a serving base directory")
+  source = upscale.add_mutually_exclusive_group(required=True)
+  source.add_argument("--model", help="a pushed SavedModel version, or a serving base directory")
+  source.add_argument("--server", help="a model server's REST URL, e.g. http://127.0.0.1:8501")
+  source.add_argument("--grpc", help="a model server's gRPC address, e.g. 127.0.0.1:8500")
+  upscale.add_argument("--name", default=configs.MODEL_NAME,
+                       help="model name on the server (with --server/--grpc)")
   upscale.add_argument("--scale", type=_scale)
+
+  serve = commands.add_parser(
+      "serve", help="serve pushed models over TF Serving's REST and gRPC APIs")
+  launcher.add_arguments(serve)
 
   evaluate = commands.add_parser("evaluate", help="PSNR/SSIM of a model and of bicubic")
   evaluate.add_argument("--model", required=True)
@@ -134,12 +143,29 @@ def _write_run_report(summary, options) -> str:
 
 
 def _upscale(args) -> int:
-  from superres import inference  # pylint: disable=import-outside-toplevel
   _check_path_exists(args.input, "input image")
+  if args.model is None:
+    return _upscale_remotely(args)
+  from superres import inference  # pylint: disable=import-outside-toplevel
   _check_path_exists(args.model, "model")
   height, width = inference.upscale_file(args.input, args.output, args.model, scale=args.scale)
   print(f"Wrote {args.output} ({width}x{height})")
   return 0
+
+
+def _upscale_remotely(args) -> int:
+  from serving import client  # pylint: disable=import-outside-toplevel
+  remote = (client.RestClient(args.server, args.name) if args.server
+            else client.GrpcClient(args.grpc, args.name))
+  with remote:
+    height, width = client.upscale_file(args.input, args.output, remote, scale=args.scale)
+  print(f"Wrote {args.output} ({width}x{height}) via {args.server or args.grpc}")
+  return 0
+
+
+def _serve(args) -> int:
+  command = launcher.serving_command(args)  # ServingEnvironmentMissing is a ValueError
+  os.execv(command[0], command)
 
 
 def _evaluate(args) -> int:
@@ -175,7 +201,8 @@ def _report(args) -> int:
   return 0
 
 
-COMMANDS = {"run": _run, "upscale": _upscale, "evaluate": _evaluate, "report": _report}
+COMMANDS = {"run": _run, "upscale": _upscale, "evaluate": _evaluate, "report": _report,
+            "serve": _serve}
 
 
 def main(argv=None) -> int:

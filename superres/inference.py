@@ -7,7 +7,7 @@ bytes) and `upscale` (float RGB [N, H, W, 3] in [0, 1] -> [N, sH, sW, 3]) and a
 `scale` variable.
 """
 import os
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -16,14 +16,13 @@ import tensorflow as tf
 from components import export
 from components import image_ops
 from pipeline import configs
+from superres import tiling
 
 SAVED_MODEL_FILE = "saved_model.pb"
 
-# Large images are upscaled in tiles of at most TILE_SIZE low-resolution pixels
-# per side, each read with TILE_MARGIN extra pixels of context so that the seams
-# match a whole-image pass; the margin must exceed the network's receptive radius.
-TILE_SIZE = 512
-TILE_MARGIN = 16
+# Large images are upscaled in overlapping tiles (see superres.tiling).
+TILE_SIZE = tiling.TILE_SIZE
+TILE_MARGIN = tiling.TILE_MARGIN
 
 # Output container chosen from the file extension.
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP",
@@ -45,14 +44,23 @@ def _is_saved_model(path: str) -> bool:
   return os.path.isfile(os.path.join(path, SAVED_MODEL_FILE))
 
 
-def _newest_version(base_dir: str) -> Optional[str]:
-  """Newest numbered subdirectory holding a SavedModel; versions still being written are skipped."""
-  versions = []
+def complete_versions(base_dir: str) -> Dict[int, str]:
+  """Version number -> directory of every numbered subdirectory holding a SavedModel.
+
+  Versions still being written (no saved_model.pb yet, or a hidden staging name) are skipped.
+  """
+  versions = {}
   for name in os.listdir(base_dir):
     path = os.path.join(base_dir, name)
     if name.isdigit() and os.path.isdir(path) and _is_saved_model(path):
-      versions.append((int(name), path))
-  return max(versions)[1] if versions else None
+      versions[int(name)] = path
+  return versions
+
+
+def _newest_version(base_dir: str) -> Optional[str]:
+  """Newest numbered subdirectory holding a SavedModel; versions still being written are skipped."""
+  versions = complete_versions(base_dir)
+  return versions[max(versions)] if versions else None
 
 
 def resolve_model_dir(path: str) -> str:
@@ -134,20 +142,14 @@ class Upscaler:
       raise ValueError(f"expected an RGB image [H, W, 3] or batch [N, H, W, 3], got {lr.shape}")
     _, height, width, _ = lr.shape
     s = self.scale
-    if height <= tile_size and width <= tile_size:
+    if not tiling.needs_tiling(height, width, tile_size):
       sr = self._upscale_batch(lr)
     else:
       sr = np.empty([lr.shape[0], height * s, width * s, 3], np.float32)
-      for top in range(0, height, tile_size):
-        for left in range(0, width, tile_size):
-          bottom, right = min(top + tile_size, height), min(left + tile_size, width)
-          # The tile plus context on every side that has image there.
-          top_m, left_m = max(top - tile_margin, 0), max(left - tile_margin, 0)
-          bottom_m, right_m = min(bottom + tile_margin, height), min(right + tile_margin, width)
-          tile = self._upscale_batch(lr[:, top_m:bottom_m, left_m:right_m])
-          y0, x0 = (top - top_m) * s, (left - left_m) * s
-          sr[:, top * s:bottom * s, left * s:right * s] = (
-              tile[:, y0:y0 + (bottom - top) * s, x0:x0 + (right - left) * s])
+      for tile in tiling.tiles(height, width, tile_size, tile_margin):
+        outer = tile.outer
+        tiling.paste(sr, self._upscale_batch(lr[:, outer.top:outer.bottom, outer.left:outer.right]),
+                     tile, s)
     if sr.shape[1:3] != (height * s, width * s):
       raise RuntimeError(
           f"the model in {self.version_dir} returned {sr.shape[1]}x{sr.shape[2]} for a "

@@ -12,7 +12,7 @@ from superres import cli
     (["run", "--scale", "5"], "scale must be one of 2, 3, 4, not '5'"),
     (["run", "--scale", "two"], "scale must be one of 2, 3, 4"),
     (["run", "--tuner", "hyperband"], "invalid choice: 'hyperband'"),
-    (["upscale", "in.png", "out.png"], "the following arguments are required: --model"),
+    (["upscale", "in.png", "out.png"], "one of the arguments --model --server --grpc is required"),
     (["evaluate", "--model", "m"], "the following arguments are required: --data"),
     ([], "the following arguments are required: command"),
 ])

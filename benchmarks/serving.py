@@ -1,0 +1,190 @@
+"""Throughput and latency of the model server, beside in-process calls, as JSON.
+
+Starts `python -m serving` (the serving environment) on free loopback ports with one
+model, then for 64x64 and 256x256 PNG inputs and concurrency 1 and 4 measures
+requests/s and p50/p99 latency over REST, gRPC and in-process calls of the same
+SavedModel's serving signature (this process, the pipeline's TensorFlow). Also the
+server's resident memory with the model loaded (after warm-up) and at the end.
+
+  python -m benchmarks.serving [--model DIR] [--requests 200] [--out serving.json]
+
+Without --model it exports an untrained ESPCN of the default profile's size (x2,
+width 32, depth 2): serving cost depends on the network's size, not its weights.
+"""
+import argparse
+import concurrent.futures
+import io
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+from PIL import Image
+import requests
+
+from pipeline import configs
+from serving import client
+from serving import launcher
+from superres import inference
+
+SIZES = (64, 256)
+CONCURRENCY = (1, 4)
+WARMUP_CALLS = 5
+START_TIMEOUT = 180
+
+
+def _free_port() -> int:
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    return sock.getsockname()[1]
+
+
+def _png(side: int) -> bytes:
+  pixels = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+  with open(f"/proc/{pid}/status") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1]) / 1024.0
+  raise RuntimeError(f"no {field} for process {pid}")
+
+
+def _measure(make_call: Callable[[], Callable[[], bytes]], requests_total: int,
+             concurrency: int) -> Dict[str, float]:
+  """make_call() gives one worker's call (each worker keeps its own connection)."""
+  local = threading.local()
+
+  def timed(_):
+    if not hasattr(local, "call"):
+      local.call = make_call()
+      for _ in range(WARMUP_CALLS):
+        local.call()
+    start = time.perf_counter()
+    local.call()
+    return time.perf_counter() - start
+
+  with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+    list(pool.map(timed, range(concurrency)))  # connect and warm up every worker
+    started = time.perf_counter()
+    latencies = np.array(list(pool.map(timed, range(requests_total))))
+    wall = time.perf_counter() - started
+  return {"requests": requests_total, "requests_per_s": round(requests_total / wall, 1),
+          "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
+          "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2)}
+
+
+def _export_default_model(directory: str) -> str:
+  # pylint: disable=import-outside-toplevel
+  from components import export
+  from components.models import registry
+  path = os.path.join(directory, "1")
+  export.export_serving_model(registry.build_model("espcn", 2, width=32, depth=2), 2, path)
+  return path
+
+
+def run(model: str, requests_total: int) -> dict:
+  work = tempfile.mkdtemp(prefix="serving-bench-")
+  process, log = None, None
+  try:
+    version_dir = inference.resolve_model_dir(model) if model else _export_default_model(work)
+    base = os.path.join(work, configs.MODEL_NAME)
+    os.makedirs(base)
+    os.symlink(version_dir, os.path.join(base, "1"))
+    rest_port, grpc_port = _free_port(), _free_port()
+    args = launcher.add_arguments(argparse.ArgumentParser()).parse_args(
+        ["--model-base", base, "--rest-port", str(rest_port), "--grpc-port", str(grpc_port)])
+    # pylint: disable=consider-using-with
+    log = open(os.path.join(work, "server.log"), "wb")
+    process = subprocess.Popen(launcher.serving_command(args), stdout=log,
+                               stderr=subprocess.STDOUT)
+    url, target = f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+      if process.poll() is not None or time.monotonic() > deadline:
+        raise RuntimeError(f"the server did not start; see {log.name}")
+      try:
+        if requests.get(f"{url}/v1/models/{configs.MODEL_NAME}", timeout=5).status_code == 200:
+          break
+      except requests.ConnectionError:
+        pass
+      time.sleep(0.2)
+    local_model = inference.Upscaler(version_dir)
+
+    def protocols(image: bytes) -> Dict[str, Callable[[], Callable[[], bytes]]]:
+      def rest():
+        channel = client.RestClient(url)
+        return lambda: channel.predict([image])[0]
+
+      def grpc_():
+        channel = client.GrpcClient(target)
+        return lambda: channel.predict([image])[0]
+
+      return {"rest": rest, "grpc": grpc_,
+              "in_process": lambda: lambda: local_model.upscale_bytes(image)}
+
+    # One model loaded and warmed up: what a deployment holds between requests.
+    client.upscale_rest(url, configs.MODEL_NAME, _png(SIZES[0]))
+    rss_loaded = _rss_mb(process.pid)
+    results: List[dict] = []
+    for side in SIZES:
+      image = _png(side)
+      count = requests_total if side <= 64 else max(requests_total // 4, 20)
+      for concurrency in CONCURRENCY:
+        for protocol, make_call in protocols(image).items():
+          row = {"input": f"{side}x{side}", "protocol": protocol, "concurrency": concurrency}
+          row.update(_measure(make_call, count, concurrency))
+          results.append(row)
+          print(json.dumps(row), flush=True)
+    return {
+        "model": version_dir if model else "espcn x2 width 32 depth 2 (untrained)",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "server_rss_mb": {"one_model_loaded": round(rss_loaded, 1),
+                          "after_benchmark": round(_rss_mb(process.pid), 1),
+                          "peak": round(_rss_mb(process.pid, "VmHWM"), 1)},
+        "results": results,
+    }
+  finally:
+    if process is not None and process.poll() is None:
+      os.kill(process.pid, signal.SIGTERM)
+      try:
+        process.wait(30)
+      except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    if log is not None:
+      log.close()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--model", help="a pushed version or serving directory (default: an "
+                      "untrained ESPCN of the default profile's size)")
+  parser.add_argument("--requests", type=int, default=200,
+                      help="requests per 64x64 measurement (256x256: a quarter)")
+  parser.add_argument("--out", help="also write the JSON here")
+  args = parser.parse_args(argv)
+  report = run(args.model, args.requests)
+  text = json.dumps(report, indent=2)
+  print(text)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(text + "\n")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,155 @@
+"""TF Serving's gRPC API: PredictionService (Predict, GetModelMetadata) and
+ModelService.GetModelStatus, with the messages of tensorflow-serving-api, so TF Serving
+client code works unchanged.
+
+Predict serves both signatures: `serving_default` (input "images", DT_STRING [N]) and
+`upscale` (input "lr", DT_FLOAT [N, H, W, 3]).
+"""
+from concurrent import futures
+from typing import Optional
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from components import export
+from serving import messages
+from serving import predict
+from serving import protocol
+from serving.versions import NoVersionAvailable, ServedVersion, VersionManager, VersionNotFound
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+WORKER_THREADS = 8
+
+
+def _version(spec) -> Optional[int]:
+  return spec.version.value if spec.HasField("version") else None
+
+
+def _spec_text(spec) -> str:
+  version = _version(spec)
+  return f"Specific({spec.name}, {version})" if version is not None else f"Latest({spec.name})"
+
+
+class _Base:
+
+  def __init__(self, name: str, versions: VersionManager, max_pixels: int):
+    self.name = name
+    self.versions = versions
+    self.max_pixels = max_pixels
+
+  def _served(self, spec, context) -> ServedVersion:
+    if spec.name != self.name:
+      context.abort(grpc.StatusCode.NOT_FOUND,
+                    f"Servable not found for request: {_spec_text(spec)}: this server serves "
+                    f"model '{self.name}'")
+    if spec.version_label:
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                    "version labels are not supported; give a version number, or none for "
+                    "the newest")
+    try:
+      return self.versions.served(_version(spec))
+    except VersionNotFound as error:
+      context.abort(grpc.StatusCode.NOT_FOUND,
+                    f"Servable not found for request: {_spec_text(spec)}: {error}")
+    except NoVersionAvailable as error:
+      context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+
+
+class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
+
+  def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
+    served = self._served(request.model_spec, context)
+    signature = request.model_spec.signature_name or export.SERVING_SIGNATURE
+    try:
+      if signature == export.SERVING_SIGNATURE:
+        input_key, output_key = protocol.INPUT_KEY, protocol.OUTPUT_KEY
+        images = self._input(request, input_key, tf.string, 1)
+        output = predict.upscale_encoded(served, list(images), self.max_pixels, input_key)
+        tensor = tf.make_tensor_proto(output, dtype=tf.string, shape=[len(output)])
+      elif signature == export.FLOAT_SIGNATURE:
+        input_key, output_key = protocol.FLOAT_INPUT_KEY, protocol.FLOAT_OUTPUT_KEY
+        lr = self._input(request, input_key, tf.float32, 4)
+        tensor = tf.make_tensor_proto(predict.upscale_float(served, lr, self.max_pixels))
+      else:
+        raise protocol.BadRequest(
+            f"Serving signature name: \"{signature}\" not found in signature def; this model "
+            f"serves \"{export.SERVING_SIGNATURE}\" and \"{export.FLOAT_SIGNATURE}\"")
+      unknown = set(request.output_filter) - {output_key}
+      if unknown:
+        raise protocol.BadRequest(f"output_filter names {sorted(unknown)}; signature "
+                                  f"'{signature}' has only the output '{output_key}'")
+    except protocol.BadRequest as error:
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+    response = predict_pb2.PredictResponse(
+        model_spec=messages.model_spec(self.name, served.version, signature))
+    response.outputs[output_key].CopyFrom(tensor)
+    return response
+
+  @staticmethod
+  def _input(request, key: str, dtype: tf.DType, rank: int):
+    extra = set(request.inputs) - {key}
+    if key not in request.inputs or extra:
+      raise protocol.BadRequest(f"expected exactly one input '{key}', got {sorted(request.inputs)}")
+    proto = request.inputs[key]
+    if proto.dtype != dtype.as_datatype_enum:
+      raise protocol.BadRequest(f"input '{key}' must be {dtype.name}, got "
+                                f"{tf.dtypes.as_dtype(proto.dtype).name}")
+    try:
+      array = tf.make_ndarray(proto)
+    except (ValueError, TypeError) as error:
+      raise protocol.BadRequest(f"input '{key}' is not a valid tensor ({error})") from None
+    if array.ndim != rank:
+      raise protocol.BadRequest(
+          f"input '{key}' must have rank {rank}, got shape {list(array.shape)}")
+    if array.shape[0] == 0:
+      raise protocol.BadRequest(f"input '{key}' holds no images")
+    return array
+
+  def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
+    served = self._served(request.model_spec, context)
+    unknown = set(request.metadata_field) - {messages.SIGNATURE_DEF_FIELD}
+    if unknown or not request.metadata_field:
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                    f"metadata_field must be ['{messages.SIGNATURE_DEF_FIELD}'], got "
+                    f"{list(request.metadata_field)}")
+    return messages.model_metadata(self.name, served)
+
+
+class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):
+
+  def GetModelStatus(self, request, context):
+    spec = request.model_spec
+    if spec.name != self.name:
+      context.abort(grpc.StatusCode.NOT_FOUND,
+                    f"Could not find any versions of model {spec.name}: this server serves "
+                    f"model '{self.name}'")
+    statuses = self.versions.statuses()
+    version = _version(spec)
+    if version is not None:
+      statuses = [status for status in statuses if status.version == version]
+    if not statuses:
+      what = f"version {version} of model {spec.name}" if version is not None else \
+          f"any versions of model {spec.name}"
+      context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find {what}")
+    return messages.model_status(statuses)
+
+
+def build_server(name: str, versions: VersionManager, max_pixels: int, host: str,
+                 port: int) -> grpc.Server:
+  """A started-to-be gRPC server bound to host:port (raises RuntimeError if the port is taken)."""
+  server = grpc.server(
+      futures.ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="grpc"),
+      options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+               ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+               ("grpc.so_reuseport", 0)])
+  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+      PredictionService(name, versions, max_pixels), server)
+  model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+      ModelService(name, versions, max_pixels), server)
+  address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+  server.add_insecure_port(address)
+  return server

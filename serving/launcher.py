@@ -1,0 +1,89 @@
+"""The server's command line, and how to start it from the pipeline environment.
+
+The server runs in the serving environment (.venv-serving), so `superres serve` execs
+`serving_command(args)`. Nothing here imports TensorFlow or KServe.
+"""
+import argparse
+import os
+from typing import List
+
+from pipeline import configs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVING_VENV = os.path.join(ROOT, ".venv-serving")
+SETUP_SCRIPT = os.path.join("scripts", "setup_serving_env.sh")
+
+# TF Serving's own default ports.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_REST_PORT = 8501
+DEFAULT_GRPC_PORT = 8500
+DEFAULT_POLL_SECONDS = 1.0  # TF Serving's --file_system_poll_wait_seconds
+# Larger requests are refused (400 / INVALID_ARGUMENT) before any decoding; clients
+# split big images into tiles (serving.client does).
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+class ServingEnvironmentMissing(ValueError):
+  """The serving environment is not installed."""
+
+
+def _positive_int(value: str) -> int:
+  number = int(value)
+  if number < 1:
+    raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+  return number
+
+
+def _port(value: str) -> int:
+  number = int(value)
+  if not 0 <= number <= 65535:
+    raise argparse.ArgumentTypeError(f"a port is 0-65535, not {value}")
+  return number
+
+
+def _positive_float(value: str) -> float:
+  number = float(value)
+  if number <= 0:
+    raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+  return number
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+  """The server's options; `superres serve` and `python -m serving` share them."""
+  parser.add_argument("--model-base", required=True,
+                      help="the model's base directory holding numbered versions "
+                      f"(<serving-dir>/{configs.MODEL_NAME}), as TF Serving's --model_base_path")
+  parser.add_argument("--name", default=configs.MODEL_NAME,
+                      help="model name in the URLs and gRPC model_spec")
+  parser.add_argument("--host", default=DEFAULT_HOST,
+                      help="address to bind both ports to (0.0.0.0 for all interfaces)")
+  parser.add_argument("--rest-port", type=_port, default=DEFAULT_REST_PORT)
+  parser.add_argument("--grpc-port", type=_port, default=DEFAULT_GRPC_PORT)
+  parser.add_argument("--poll-seconds", type=_positive_float, default=DEFAULT_POLL_SECONDS,
+                      help="how often to look for new versions")
+  parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+                      help="largest image (width x height) one request may carry")
+  return parser
+
+
+def serving_python() -> str:
+  python = os.path.join(SERVING_VENV, "bin", "python")
+  if not os.access(python, os.X_OK):
+    raise ServingEnvironmentMissing(
+        f"the serving environment is missing ({SERVING_VENV}); create it with "
+        f"`{SETUP_SCRIPT}` (or `make serving-env`) and try again")
+  return python
+
+
+def serving_command(args: argparse.Namespace) -> List[str]:
+  """argv that starts the server in the serving environment, from parsed add_arguments() options."""
+  command = [serving_python(), "-m", "serving",
+             "--model-base", os.path.abspath(os.path.expanduser(args.model_base)),
+             "--name", args.name, "--host", args.host,
+             "--rest-port", str(args.rest_port), "--grpc-port", str(args.grpc_port)]
+  for option, attribute in (("--poll-seconds", "poll_seconds"), ("--max-pixels", "max_pixels")):
+    value = getattr(args, attribute, None)
+    if value is not None:
+      command += [option, str(value)]
+  return command
+

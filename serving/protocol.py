@@ -1,0 +1,101 @@
+"""Requests in TF Serving's shapes, checked before any TensorFlow work.
+
+REST (TF Serving's JSON API), row or columnar form:
+  {"instances": [{"b64": "<base64 image>"}, ...]} -> {"predictions": [{"b64": "<base64 PNG>"}]}
+  {"inputs": [{"b64": ...}, ...]}                 -> {"outputs": [{"b64": ...}, ...]}
+An instance may also name the input: {"images": {"b64": ...}}.
+"""
+import base64
+import binascii
+import io
+import json
+from typing import Any, Dict, List, Tuple
+
+from PIL import Image, UnidentifiedImageError
+
+from components import export
+
+INPUT_KEY = "images"  # the serving signature's input and output names (components/export.py)
+OUTPUT_KEY = "images"
+FLOAT_INPUT_KEY = "lr"
+FLOAT_OUTPUT_KEY = "sr"
+
+# The size check below is ours; PIL's own decompression-bomb limit would only get in its way.
+Image.MAX_IMAGE_PIXELS = None
+
+EXAMPLE = '{"instances": [{"b64": "<base64 of a PNG or JPEG file>"}]}'
+
+
+class BadRequest(ValueError):
+  """The request is malformed; the message says what to fix."""
+
+
+def parse_json(body: Any) -> Any:
+  """A request body (bytes, or already parsed) as JSON."""
+  if isinstance(body, (bytes, bytearray, str)):
+    try:
+      return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+      raise BadRequest(f"the request body is not valid JSON ({error}); send {EXAMPLE}") from None
+  return body
+
+
+def parse_predict_request(body: Any) -> Tuple[List[bytes], bool]:
+  """Encoded images of a predict request, and whether it used the columnar ("inputs") form."""
+  body = parse_json(body)
+  if not isinstance(body, dict):
+    raise BadRequest(f"the request must be a JSON object like {EXAMPLE}")
+  signature = body.get("signature_name", export.SERVING_SIGNATURE)
+  if signature != export.SERVING_SIGNATURE:
+    raise BadRequest(f"signature '{signature}' is not served over REST; omit signature_name "
+                     f"or use '{export.SERVING_SIGNATURE}' (gRPC also serves "
+                     f"'{export.FLOAT_SIGNATURE}')")
+  if ("instances" in body) == ("inputs" in body):
+    raise BadRequest(
+        f"the request needs exactly one of \"instances\" or \"inputs\", like {EXAMPLE}")
+  columnar = "inputs" in body
+  field = "inputs" if columnar else "instances"
+  items = body[field]
+  if isinstance(items, dict) and INPUT_KEY in items:  # {"inputs": {"images": [...]}}
+    items = items[INPUT_KEY]
+  if not isinstance(items, list) or not items:
+    raise BadRequest(f"\"{field}\" must be a non-empty list of images, like {EXAMPLE}")
+  return [_decode_b64(item, f"{field}[{i}]") for i, item in enumerate(items)], columnar
+
+
+def _decode_b64(item: Any, where: str) -> bytes:
+  if isinstance(item, dict) and set(item) == {INPUT_KEY}:
+    item = item[INPUT_KEY]
+  if not (isinstance(item, dict) and set(item) == {"b64"} and isinstance(item["b64"], str)):
+    raise BadRequest(f"{where}: expected {{\"b64\": \"<base64 image bytes>\"}}, got "
+                     f"{json.dumps(item)[:80]}")
+  try:
+    return base64.b64decode(item["b64"], validate=True)
+  except (binascii.Error, ValueError) as error:
+    raise BadRequest(f"{where}: \"b64\" is not valid base64 ({error})") from None
+
+
+def check_image(data: bytes, where: str, max_pixels: int) -> None:
+  """Rejects bytes that are not an image, or an image over the pixel limit, from its header."""
+  if not data:
+    raise BadRequest(f"{where}: empty image")
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      width, height = image.size
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    raise BadRequest(f"{where}: not an image (send PNG, JPEG, BMP, GIF or WebP bytes)") from None
+  check_size(height, width, where, max_pixels)
+
+
+def check_size(height: int, width: int, where: str, max_pixels: int) -> None:
+  if height * width > max_pixels:
+    raise BadRequest(
+        f"{where}: {width}x{height} is {width * height} pixels, over this server's limit of "
+        f"{max_pixels} (--max-pixels); send it in tiles (serving.client does) or raise the limit")
+  if height == 0 or width == 0:
+    raise BadRequest(f"{where}: image has no pixels")
+
+
+def predict_response(images: List[bytes], columnar: bool) -> Dict[str, Any]:
+  encoded = [{"b64": base64.b64encode(image).decode("ascii")} for image in images]
+  return {"outputs": encoded} if columnar else {"predictions": encoded}

@@ -1,0 +1,178 @@
+"""TF Serving's version policy for one model's base directory.
+
+- Serve the highest complete version (a numbered folder holding saved_model.pb; the
+  Pusher's hidden `.incoming-N` staging folders and unfinished copies are not versions).
+- Poll the base directory; load a new version beside the served one, warm it up, and
+  only then switch to it. Requests in flight keep the version they started with.
+- A version that fails to load is logged and reported in the status with its error;
+  the served version stays. It is tried again only if its saved_model.pb changes.
+"""
+import dataclasses
+import logging
+import os
+import threading
+from typing import Dict, List, Optional, Tuple
+
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+
+from superres import inference
+
+logger = logging.getLogger("serving.versions")
+
+# TF Serving's ManagerState names, as GetModelStatus reports them.
+LOADING = "LOADING"
+AVAILABLE = "AVAILABLE"
+END = "END"
+
+WARMUP_SIDE = 8  # pixels per side of the synthetic warm-up image
+
+
+class VersionNotFound(LookupError):
+  """The request named a version that is not being served."""
+
+  def __init__(self, version: int, served: int):
+    super().__init__(f"version {version} is not served (serving version {served})")
+    self.version = version
+
+
+class NoVersionAvailable(LookupError):
+  """No version has loaded yet."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionStatus:
+  version: int
+  state: str
+  error: str = ""  # why loading failed; empty when it did not
+
+
+class ServedVersion:
+  """One loaded version: the model and its signature definitions."""
+
+  def __init__(self, version: int, path: str):
+    self.version = version
+    self.path = path
+    self.upscaler = inference.Upscaler(path)  # raises ModelNotFoundError when unusable
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, inference.SAVED_MODEL_FILE), "rb") as f:
+      saved_model.ParseFromString(f.read())
+    self.signature_defs: Dict[str, meta_graph_pb2.SignatureDef] = dict(
+        saved_model.meta_graphs[0].signature_def)
+
+  def warm_up(self) -> None:
+    """Runs the serving signature once, so the first request does not pay for tracing."""
+    image = tf.io.encode_png(tf.zeros([WARMUP_SIDE, WARMUP_SIDE, 3], tf.uint8)).numpy()
+    self.upscaler.upscale_bytes(image)
+
+
+def _stamp(path: str) -> Tuple[int, int]:
+  stat = os.stat(os.path.join(path, inference.SAVED_MODEL_FILE))
+  return stat.st_mtime_ns, stat.st_size
+
+
+class VersionManager:
+  """Keeps the highest complete version of one model loaded, swapping in newer ones."""
+
+  def __init__(self, base_dir: str, poll_seconds: float = 1.0):
+    self.base_dir = base_dir
+    self.poll_seconds = poll_seconds
+    self._served: Optional[ServedVersion] = None
+    self._statuses: Dict[int, VersionStatus] = {}
+    self._failed: Dict[int, Tuple[int, int]] = {}  # version -> stamp of the copy that failed
+    self._lock = threading.Lock()
+    self._stop = threading.Event()
+    self._thread: Optional[threading.Thread] = None
+    self._warned_missing = False
+
+  def served(self, version: Optional[int] = None) -> ServedVersion:
+    """The served version; when `version` is given, only if it is that one."""
+    served = self._served  # one read: a swap cannot change it under the caller
+    if served is None:
+      raise NoVersionAvailable(
+          f"no version of the model is loaded yet: waiting for a numbered version folder "
+          f"with {inference.SAVED_MODEL_FILE} under {self.base_dir}")
+    if version is not None and version != served.version:
+      raise VersionNotFound(version, served.version)
+    return served
+
+  def statuses(self) -> List[VersionStatus]:
+    with self._lock:
+      return sorted(self._statuses.values(), key=lambda status: -status.version)
+
+  def _set_status(self, version: int, state: str, error: str = "") -> None:
+    with self._lock:
+      self._statuses[version] = VersionStatus(version, state, error)
+
+  def poll(self) -> None:
+    """Looks at the base directory once; loads and switches to a newer version if there is one."""
+    try:
+      versions = inference.complete_versions(self.base_dir)
+    except OSError as error:
+      logger.warning("cannot list %s: %s", self.base_dir, error)
+      return
+    served = self._served
+    if not versions:
+      if served is not None and not self._warned_missing:
+        logger.warning("no complete version left under %s; still serving version %d",
+                       self.base_dir, served.version)
+        self._warned_missing = True
+      return
+    self._warned_missing = False
+    target = max(versions)
+    if served is not None and served.version == target:
+      return
+    path = versions[target]
+    try:
+      stamp = _stamp(path)
+    except OSError:
+      return  # removed while we looked
+    if self._failed.get(target) == stamp:
+      return
+    self._load(target, path, stamp)
+
+  def _load(self, version: int, path: str, stamp: Tuple[int, int]) -> None:
+    logger.info("loading version %d from %s", version, path)
+    self._set_status(version, LOADING)
+    try:
+      candidate = ServedVersion(version, path)
+      candidate.warm_up()
+    except Exception as error:  # pylint: disable=broad-except
+      # Anything a broken SavedModel raises must leave the served version in place.
+      message = f"{type(error).__name__}: {error}".strip()
+      self._failed[version] = stamp
+      self._set_status(version, END, message)
+      previous = self._served
+      logger.error("version %d failed to load and is not served (%s); %s", version, message,
+                   f"still serving version {previous.version}" if previous else "nothing is served")
+      return
+    self._failed.pop(version, None)
+    previous, self._served = self._served, candidate
+    self._set_status(version, AVAILABLE)
+    if previous is not None:
+      self._set_status(previous.version, END)
+      logger.info("now serving version %d (was %d)", version, previous.version)
+    else:
+      logger.info("now serving version %d", version)
+
+  def _run(self) -> None:
+    while not self._stop.wait(self.poll_seconds):
+      try:
+        self.poll()
+      except Exception:  # pylint: disable=broad-except
+        logger.exception("polling %s failed; trying again", self.base_dir)
+
+  def start(self) -> None:
+    """Loads the newest version now, then keeps polling in a background thread."""
+    self.poll()
+    if self._served is None:
+      logger.warning("no complete version under %s yet; looking every %g s", self.base_dir,
+                     self.poll_seconds)
+    self._thread = threading.Thread(target=self._run, name="version-poller", daemon=True)
+    self._thread.start()
+
+  def stop(self) -> None:
+    self._stop.set()
+    if self._thread is not None:
+      self._thread.join(timeout=5)
