@@ -69,16 +69,19 @@ PROFILES = {
         max_regression_db=100.0),
     # About 10-15 minutes on 2 CPU cores, tuning included.
     "default": Profile(
-        name="default", hr_size=384, patch_size=48, batch_size=32, train_steps=6000,
-        eval_steps=8, tuner_trials=4, tuner_steps=150, steps_per_epoch=500,
-        patience=6, architectures=("espcn", "fsrcnn", "resize_conv"),
-        widths=(32, 64), depths=(1, 2), learning_rates=(1e-3, 3e-4),
-        dropouts=(0.0,), min_gain_db=0.5),
+        name="default", hr_size=384, patch_size=48, batch_size=32, train_steps=10000,
+        eval_steps=8, tuner_trials=4, tuner_steps=150, steps_per_epoch=1000,
+        # resize_conv convolves at high resolution (~3x slower per step here): it is
+        # searched by the quality profile, whose budget has room for it.
+        patience=4, architectures=("espcn", "fsrcnn"),
+        widths=(64,), depths=(1, 2), learning_rates=(1e-3, 3e-4),
+        dropouts=(0.0,), loss="mse", min_gain_db=0.5),
     # Up to about 90 minutes: a residual network and a longer schedule.
     "quality": Profile(
         name="quality", hr_size=384, patch_size=64, batch_size=16, train_steps=20000,
         eval_steps=16, tuner_trials=6, tuner_steps=300, steps_per_epoch=1000,
-        patience=5, architectures=("espcn", "edsr"), widths=(64,), depths=(2, 4),
+        patience=5, architectures=("espcn", "fsrcnn", "resize_conv", "edsr"), widths=(64,),
+        depths=(2, 4),
         learning_rates=(1e-3, 3e-4), dropouts=(0.0,), min_gain_db=1.0),
 }
 DEFAULT_PROFILE = "default"
