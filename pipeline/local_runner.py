@@ -30,6 +30,7 @@ class RunOptions:
   strategy: str = configs.DEFAULT_STRATEGY
   tuner: str = configs.DEFAULT_TUNER
   runner: str = "local"
+  warm_start: bool = False
   beam_args: Sequence[str] = ()
 
   @property
@@ -63,7 +64,8 @@ def build(options: RunOptions) -> tfx.dsl.Pipeline:
       schema_path=staged_schema(options.pipeline_root),
       serving_model_dir=options.serving_model_dir,
       custom_config=pipeline_lib.custom_config_for(
-          profile, options.scale, options.strategy, options.tuner),
+          profile, options.scale, options.strategy, options.tuner,
+          warm_start=options.warm_start),
       metadata_connection_config=pipeline_lib.metadata_config(options.pipeline_root),
       beam_pipeline_args=list(configs.DEFAULT_BEAM_ARGS) + list(options.beam_args))
 

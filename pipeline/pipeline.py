@@ -60,17 +60,20 @@ def create_pipeline(
       components.append(tuner)
       hyperparameters = tuner.outputs["best_hyperparameters"]
 
-    trainer = tfx.components.Trainer(
-        run_fn=configs.RUN_FN, examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        hyperparameters=hyperparameters, train_args=train_args, eval_args=eval_args,
-        custom_config=custom_config)
-
+    # The last blessed model: the Evaluator's baseline, and the Trainer's starting
+    # point when warm_start is set.
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
+
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN, examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        hyperparameters=hyperparameters, train_args=train_args, eval_args=eval_args,
+        base_model=model_resolver.outputs["model"] if custom_config.get("warm_start") else None,
+        custom_config=custom_config)
 
     evaluator = SuperResolutionEvaluator(
         examples=transform.outputs["transformed_examples"],
@@ -84,7 +87,7 @@ def create_pipeline(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=serving_model_dir)))
-    components += [trainer, model_resolver, evaluator, pusher]
+    components += [model_resolver, trainer, evaluator, pusher]
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
@@ -97,13 +100,13 @@ def create_pipeline(
 
 
 def custom_config_for(profile: configs.Profile, scale: int, strategy: str = "mirrored",
-                      tuner: str = "bayesian", seed: int = 0) -> Dict:
+                      tuner: str = "bayesian", seed: int = 0, warm_start: bool = False) -> Dict:
   """The plain-value configuration every module function receives."""
   if scale not in configs.SCALES:
     raise ValueError(f"scale must be one of {configs.SCALES}, not {scale}.")
   config = {key: (list(value) if isinstance(value, tuple) else value)
             for key, value in profile.__dict__.items()}
-  config.update(scale=scale, strategy=strategy, tuner=tuner, seed=seed,
+  config.update(scale=scale, strategy=strategy, tuner=tuner, seed=seed, warm_start=warm_start,
                 eval_batch_size=configs.EVAL_BATCH_SIZE)
   return config
 
