@@ -22,6 +22,10 @@ def _load(file_pattern, tf_transform_output: tft.TFTransformOutput) -> tf.data.D
     raise ValueError(f"No transformed examples match {file_pattern}.")
   spec = tf_transform_output.transformed_feature_spec()
   dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+  # Transform writes one file per split: workers must shard by record, not by file.
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  dataset = dataset.with_options(options)
   dataset = dataset.map(lambda record: tf.io.parse_single_example(record, spec))
   return dataset.map(lambda ex: (ex[features.LR], ex[features.HR])).cache()
 

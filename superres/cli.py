@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--strategy", default=configs.DEFAULT_STRATEGY, choices=configs.STRATEGIES)
   run.add_argument("--tuner", default=configs.DEFAULT_TUNER, choices=configs.TUNERS)
   run.add_argument("--runner", default="local", choices=("local", "beam"))
+  run.add_argument("--warm-start", action="store_true",
+                   help="start training from the last blessed model of the same "
+                   "architecture and scale")
   run.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
                    help="extra Beam pipeline option, repeatable "
                    "(e.g. --beam-arg=--direct_running_mode=multi_processing)")
@@ -89,6 +92,30 @@ def build_parser() -> argparse.ArgumentParser:
   report.add_argument("--data", required=True, help="folder of high-resolution images")
   report.add_argument("--out", required=True, help="folder for index.html and its figures")
   report.add_argument("--scale", type=_scale)
+
+  compile_ = commands.add_parser(
+      "compile", help="compile the pipeline for Kubeflow Pipelines / Vertex AI Pipelines")
+  compile_.add_argument("--kubeflow", required=True, metavar="OUT.json",
+                        help="where to write the PipelineJob spec (Kubeflow V2 JSON)")
+  compile_.add_argument("--image", default=configs.KUBEFLOW_IMAGE,
+                        help="container image of every step (kubeflow/Dockerfile)")
+  compile_.add_argument("--pipeline-root", default=configs.KUBEFLOW_PIPELINE_ROOT,
+                        help="bucket path for the pipeline's artifacts")
+  compile_.add_argument("--data-root", default=configs.KUBEFLOW_DATA_ROOT,
+                        help="default of the data_root run parameter (image folder)")
+  compile_.add_argument("--serving-dir", default=configs.KUBEFLOW_SERVING_DIR,
+                        help="where the Pusher writes <serving-dir>/superres/<version>/")
+  compile_.add_argument("--profile", default=configs.DEFAULT_PROFILE,
+                        choices=sorted(configs.PROFILES))
+  compile_.add_argument("--scale", type=_scale, default=configs.DEFAULT_SCALE)
+
+  runs = commands.add_parser("runs", help="past pipeline runs: data, scores, pushed version")
+  runs.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
+
+  lineage = commands.add_parser(
+      "lineage", help="what a pushed model version was made from, back to the images")
+  lineage.add_argument("version", help="a pushed version (see `superres runs`)")
+  lineage.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
   return parser
 
 
@@ -118,6 +145,7 @@ def _run(args) -> int:
       data_root=args.data, pipeline_root=os.path.abspath(args.pipeline_root),
       serving_dir=os.path.abspath(args.serving_dir), profile=args.profile, scale=args.scale,
       strategy=args.strategy, tuner=args.tuner, runner=args.runner,
+      warm_start=args.warm_start,
       beam_args=args.beam_args)
   summary = local_runner.run(options)
   if summary.pushed_dir:
@@ -201,8 +229,58 @@ def _report(args) -> int:
   return 0
 
 
+def _compile(args) -> int:
+  import time  # pylint: disable=import-outside-toplevel
+  from kubeflow import kubeflow_v2_runner  # pylint: disable=import-outside-toplevel
+  start = time.perf_counter()
+  out = kubeflow_v2_runner.compile_pipeline(
+      args.kubeflow, profile=args.profile, scale=args.scale, image=args.image,
+      pipeline_root=args.pipeline_root, data_root=args.data_root,
+      serving_dir=args.serving_dir)
+  print(f"Wrote {out} in {time.perf_counter() - start:.1f} s: profile '{args.profile}', "
+        f"scale x{args.scale}, image {args.image}\n"
+        f"  pipeline root {args.pipeline_root}\n"
+        f"  run parameter {kubeflow_v2_runner.DATA_ROOT_PARAMETER} (default {args.data_root})\n"
+        f"  pushes to {args.serving_dir}/{configs.MODEL_NAME}/<version>/\n"
+        "Submit it with the KFP client or Vertex AI: kubeflow/README.md")
+  return 0
+
+
+def _number(value, fmt: str = ".2f") -> str:
+  return "-" if value is None else format(value, fmt)
+
+
+def _runs(args) -> int:
+  from pipeline import lineage  # pylint: disable=import-outside-toplevel
+  from superres import report  # pylint: disable=import-outside-toplevel
+  rows = lineage.list_runs(lineage.read_only_config(args.pipeline_root))
+  if not rows:
+    print(f"No pipeline run is recorded in {args.pipeline_root} yet.")
+    return 0
+  table = [[r.run_id, r.started, r.status, r.data_root or "-", _number(r.scale, "d"),
+            _number(r.psnr_model), _number(r.psnr_bicubic),
+            "-" if r.psnr_model is None else f"{r.psnr_model - r.psnr_bicubic:+.2f}",
+            {True: "yes", False: "no", None: "-"}[r.blessed], r.pushed_version or "-"]
+           for r in rows]
+  print(report.table(table, ["run", "started", "status", "data", "scale", "PSNR dB",
+                             "bicubic dB", "gain", "blessed", "pushed"]))
+  return 0
+
+
+def _lineage(args) -> int:
+  from pipeline import lineage  # pylint: disable=import-outside-toplevel
+  from superres import report  # pylint: disable=import-outside-toplevel
+  entries = lineage.lineage(lineage.read_only_config(args.pipeline_root), args.version)
+  print(f"Version {args.version}, back to the images it was trained on:")
+  print(report.table(
+      [[e.role, e.type_name, "-" if e.artifact_id is None else e.artifact_id, e.run_id,
+        e.details, e.uri] for e in entries],
+      ["artifact", "type", "id", "produced in run", "details", "uri"]))
+  return 0
+
+
 COMMANDS = {"run": _run, "upscale": _upscale, "evaluate": _evaluate, "report": _report,
-            "serve": _serve}
+            "serve": _serve, "compile": _compile, "runs": _runs, "lineage": _lineage}
 
 
 def main(argv=None) -> int:

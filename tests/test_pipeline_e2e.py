@@ -137,3 +137,17 @@ def test_data_anomalies_stop_the_run_before_training(tmp_path):
   assert not {"Transform", "Tuner", "Trainer", "Pusher"} & {
       node for node, outcome in summary.outcomes.items() if outcome in ("complete", "cached")}
   assert not (home / "serving" / "superres").exists()
+
+
+def test_warm_start_begins_from_the_last_blessed_model(runs, photo_dir):
+  """Runs after the tests above: it trains (and may push) a new model."""
+  home, _, _ = runs
+  result = _superres(["run", "--profile", "smoke", "--data", str(photo_dir), "--warm-start",
+                      "--pipeline-root", str(home / "root"),
+                      "--serving-dir", str(home / "serving")], home)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  summaries = sorted((home / "root" / "Trainer" / "model_run").glob("*/training.json"),
+                     key=lambda path: int(path.parent.name))
+  assert len(summaries) == 2  # the first run's Trainer and this one
+  assert json.loads(summaries[-1].read_text())["initialisation"].startswith("warm-started from")
+  assert json.loads(summaries[0].read_text())["initialisation"].startswith("no blessed model")
