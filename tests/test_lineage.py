@@ -1,14 +1,11 @@
 """Run history and lineage read from the ML Metadata of one real smoke run of the DAG."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
-from PIL import Image
 
 from pipeline import lineage
-from superres import bundled_data
+from tests.cli_runner import superres_cli, write_small_photos
 
 pytestmark = pytest.mark.e2e
 
@@ -20,22 +17,12 @@ CHAIN = ["Pusher.pushed_model", "SuperResolutionEvaluator.blessing",
          "ImageExampleGen.examples", "data"]
 
 
-def _superres(args, home):
-  env = dict(os.environ, SUPERRES_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.run([sys.executable, "-m", "superres.cli", *args], capture_output=True,
-                        text=True, env=env, timeout=1500, check=False)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   """One smoke run: (home, photo folder, pipeline root, pushed version)."""
-  photos = tmp_path_factory.mktemp("photos")
-  for path in bundled_data.training_photo_paths():
-    image = Image.open(path).convert("RGB")
-    image.thumbnail((PHOTO_SIDE, PHOTO_SIDE))
-    image.save(photos / (os.path.splitext(os.path.basename(path))[0] + ".png"))
+  photos = write_small_photos(tmp_path_factory.mktemp("photos"), PHOTO_SIDE)
   home = tmp_path_factory.mktemp("home")
-  result = _superres(["run", "--profile", "smoke", "--data", str(photos),
+  result = superres_cli(["run", "--profile", "smoke", "--data", str(photos),
                       "--pipeline-root", str(home / "root"),
                       "--serving-dir", str(home / "serving")], home)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -59,7 +46,7 @@ def test_runs_lists_the_run_with_its_data_scores_and_pushed_version(run):
   assert row.psnr_model == pytest.approx(metrics["psnr_model"], abs=1e-4)
   assert row.psnr_bicubic == pytest.approx(metrics["psnr_bicubic"], abs=1e-4)
 
-  result = _superres(["runs", "--pipeline-root", str(root)], home)
+  result = superres_cli(["runs", "--pipeline-root", str(root)], home)
   assert result.returncode == 0, result.stderr
   header, _, line = result.stdout.strip().splitlines()
   assert header.split()[:4] == ["run", "started", "status", "data"]
@@ -94,12 +81,12 @@ def test_lineage_walks_from_the_pushed_version_back_to_the_image_folder(run):
 
 def test_lineage_command_prints_the_chain_and_rejects_unknown_versions(run):
   home, photos, root, version = run
-  result = _superres(["lineage", version, "--pipeline-root", str(root)], home)
+  result = superres_cli(["lineage", version, "--pipeline-root", str(root)], home)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
   assert [line.split()[0] for line in lines[3:]] == CHAIN
   assert lines[-1].rstrip().endswith(str(photos))
 
-  result = _superres(["lineage", "12345", "--pipeline-root", str(root)], home)
+  result = superres_cli(["lineage", "12345", "--pipeline-root", str(root)], home)
   assert result.returncode == 1
   assert "12345" in result.stderr and version in result.stderr  # names what exists

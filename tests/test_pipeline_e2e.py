@@ -5,8 +5,6 @@ Slow by nature (one full TFX run, then a cached re-run), so it runs once per sui
 import io
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from PIL import Image
 from pipeline import pipeline as pipeline_lib
 from pipeline import run_summary
 from superres import bundled_data
+from tests.cli_runner import superres_cli, write_small_photos
 
 pytestmark = pytest.mark.e2e
 
@@ -25,19 +24,9 @@ EXPECTED_NODES = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "Exampl
 PHOTO_SIDE = 96  # small copies keep the run short; still real photos
 
 
-def _superres(args, home):
-  env = dict(os.environ, SUPERRES_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.run([sys.executable, "-m", "superres.cli", *args], capture_output=True,
-                        text=True, env=env, timeout=1500, check=False)
-
-
 @pytest.fixture(scope="module")
 def photo_dir(tmp_path_factory):
-  folder = tmp_path_factory.mktemp("photos")
-  for path in bundled_data.training_photo_paths():
-    image = Image.open(path).convert("RGB")
-    image.thumbnail((PHOTO_SIDE, PHOTO_SIDE))
-    image.save(folder / (os.path.splitext(os.path.basename(path))[0] + ".png"))
+  folder = write_small_photos(tmp_path_factory.mktemp("photos"), PHOTO_SIDE)
   (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
   return folder
 
@@ -47,8 +36,8 @@ def runs(photo_dir, tmp_path_factory):
   home = tmp_path_factory.mktemp("home")
   args = ["run", "--profile", "smoke", "--data", str(photo_dir),
           "--pipeline-root", str(home / "root"), "--serving-dir", str(home / "serving")]
-  first = _superres(args, home)
-  second = _superres(args, home)
+  first = superres_cli(args, home)
+  second = superres_cli(args, home)
   return home, first, second
 
 
@@ -102,13 +91,13 @@ def test_cli_upscales_and_evaluates_with_the_pushed_model(runs, tmp_path):
   photo = tmp_path / "photo.jpg"
   Image.open(bundled_data.holdout_photo_paths()[1]).convert("RGB").crop((0, 0, 61, 47)).save(photo)
   upscaled = tmp_path / "photo_x2.png"
-  result = _superres(["upscale", str(photo), str(upscaled), "--model", base], home)
+  result = superres_cli(["upscale", str(photo), str(upscaled), "--model", base], home)
   assert result.returncode == 0, result.stderr[-2000:]
   assert Image.open(upscaled).size == (122, 94)
 
   holdout = tmp_path / "holdout"
   bundled_data.stage_holdout_photos(str(holdout))
-  result = _superres(["evaluate", "--model", base, "--data", str(holdout), "--json"], home)
+  result = superres_cli(["evaluate", "--model", base, "--data", str(holdout), "--json"], home)
   assert result.returncode == 0, result.stderr[-2000:]
   scores = json.loads(result.stdout.strip().splitlines()[-1])
   assert scores["images"] == 2 and scores["scale"] == 2
@@ -120,13 +109,10 @@ def test_data_anomalies_stop_the_run_before_training(tmp_path):
   """A panorama wider than the schema allows: validation fails, nothing trains."""
   folder = tmp_path / "photos"
   folder.mkdir()
-  for path in bundled_data.training_photo_paths()[:4]:
-    image = Image.open(path).convert("RGB")
-    image.thumbnail((64, 64))
-    image.save(folder / (os.path.splitext(os.path.basename(path))[0] + ".png"))
+  write_small_photos(folder, 64, bundled_data.training_photo_paths()[:4])
   Image.new("RGB", (20_500, 700), (90, 120, 200)).save(folder / "panorama.png")
   home = tmp_path / "home"
-  result = _superres(["run", "--profile", "smoke", "--data", str(folder),
+  result = superres_cli(["run", "--profile", "smoke", "--data", str(folder),
                       "--pipeline-root", str(home / "root"),
                       "--serving-dir", str(home / "serving")], home)
   assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
@@ -142,7 +128,7 @@ def test_data_anomalies_stop_the_run_before_training(tmp_path):
 def test_warm_start_begins_from_the_last_blessed_model(runs, photo_dir):
   """Runs after the tests above: it trains (and may push) a new model."""
   home, _, _ = runs
-  result = _superres(["run", "--profile", "smoke", "--data", str(photo_dir), "--warm-start",
+  result = superres_cli(["run", "--profile", "smoke", "--data", str(photo_dir), "--warm-start",
                       "--pipeline-root", str(home / "root"),
                       "--serving-dir", str(home / "serving")], home)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

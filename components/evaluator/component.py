@@ -23,10 +23,10 @@ from tfx.utils import path_utils
 
 from components import training_data
 from components.evaluator import scoring
+from pipeline import configs
 
 EVAL_SPLIT = "eval"
 METRICS_FILE = "metrics.json"
-EVAL_BATCH_SIZE = 4
 
 Input = tfx.dsl.components.InputArtifact
 Output = tfx.dsl.components.OutputArtifact
@@ -35,7 +35,8 @@ Param = tfx.dsl.components.Parameter
 
 def _score_model(model_artifact, examples, transform_output, scale: int) -> scoring.Scores:
   pattern = os.path.join(artifact_utils.get_split_uri([examples], EVAL_SPLIT), "*")
-  pairs = training_data.eval_dataset(pattern, transform_output, EVAL_BATCH_SIZE)
+  pairs = training_data.eval_dataset(pattern, transform_output,
+                                        configs.EVAL_BATCH_SIZE)
   upscale = scoring.load_upscaler(path_utils.serving_model_path(model_artifact.uri))
   return scoring.score(upscale, pairs.as_numpy_iterator(), scale)
 

@@ -1,0 +1,25 @@
+"""Helpers for the end-to-end tests: run the real CLI, make small copies of real photos."""
+import os
+import subprocess
+import sys
+
+from PIL import Image
+
+from superres import bundled_data
+
+
+def superres_cli(args, home):
+  """Runs `python -m superres.cli ARGS` with SUPERRES_HOME=home, output captured."""
+  env = dict(os.environ, SUPERRES_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, "-m", "superres.cli", *args], capture_output=True,
+                        text=True, env=env, timeout=1500, check=False)
+
+
+def write_small_photos(folder, side, paths=None):
+  """PNG copies of the bundled training photos, at most side x side: a short run, still
+  real photos."""
+  for path in paths or bundled_data.training_photo_paths():
+    image = Image.open(path).convert("RGB")
+    image.thumbnail((side, side))
+    image.save(folder / (os.path.splitext(os.path.basename(path))[0] + ".png"))
+  return folder
