@@ -87,7 +87,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   val = training_data.eval_dataset(fn_args.eval_files, transform_output,
                                    config["eval_batch_size"])
   train_steps = fn_args.train_steps
-  steps_per_epoch = min(config["steps_per_epoch"], train_steps)
+  steps_per_epoch = max(1, min(config["steps_per_epoch"], train_steps))
   epochs = max(1, train_steps // steps_per_epoch)
   with strategy.scope():
     model = model_lib.build_compiled_model(hp, scale=config["scale"], loss=config["loss"],
@@ -96,9 +96,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     start = warm_start(model, fn_args.base_model if config.get("warm_start") else None,
                        settings)
   logging.info("Initialisation: %s", start)
-  history = model.fit(train, validation_data=val, steps_per_epoch=steps_per_epoch,
-                      epochs=epochs, callbacks=[model_lib.early_stopping(config["patience"])],
-                      verbose=2)
+  history = {}
+  if train_steps > 0:  # zero steps exports the initial network (bicubic, by construction)
+    history = model.fit(train, validation_data=val, steps_per_epoch=steps_per_epoch,
+                        epochs=epochs, callbacks=[model_lib.early_stopping(config["patience"])],
+                        verbose=2).history
 
   if not strategies.is_chief():
     return  # workers train; only the chief writes the model
@@ -106,7 +108,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   save_keras_weights(model, settings, fn_args.serving_model_dir)
   tf.io.gfile.makedirs(fn_args.model_run_dir)
   summary = {"hyperparameters": hp.values, "initialisation": start,
-             "history": history.history,
+             "history": history,
              "parameters": int(model.count_params())}
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
     json.dump(summary, f, indent=1, default=float)

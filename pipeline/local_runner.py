@@ -5,7 +5,7 @@ import datetime
 import hashlib
 import os
 import shutil
-from typing import Sequence
+from typing import Optional, Sequence
 
 from tfx import v1 as tfx
 
@@ -32,6 +32,7 @@ class RunOptions:
   runner: str = "local"
   warm_start: bool = False
   beam_args: Sequence[str] = ()
+  train_steps: Optional[int] = None  # overrides the profile's (0: export the untrained net)
 
   @property
   def serving_model_dir(self) -> str:
@@ -57,6 +58,8 @@ def staged_schema(pipeline_root: str) -> str:
 
 def build(options: RunOptions) -> tfx.dsl.Pipeline:
   profile = configs.PROFILES[options.profile]
+  if options.train_steps is not None:
+    profile = dataclasses.replace(profile, train_steps=options.train_steps)
   return pipeline_lib.create_pipeline(
       pipeline_name=configs.PIPELINE_NAME,
       pipeline_root=options.pipeline_root,

@@ -34,6 +34,12 @@ class _Parser(argparse.ArgumentParser):
     raise UsageError(message)
 
 
+def _steps(value: str) -> int:
+  if not value.isdigit():
+    raise argparse.ArgumentTypeError(f"steps must be a whole number >= 0, not {value!r}")
+  return int(value)
+
+
 def _scale(value: str) -> int:
   try:
     scale = int(value)
@@ -62,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--warm-start", action="store_true",
                    help="start training from the last blessed model of the same "
                    "architecture and scale")
+  run.add_argument("--train-steps", type=_steps, metavar="N",
+                   help="training steps, overriding the profile's (0 exports the untrained "
+                   "network: a way to see the regression gate refuse a worse model)")
   run.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
                    help="extra Beam pipeline option, repeatable "
                    "(e.g. --beam-arg=--direct_running_mode=multi_processing)")
@@ -145,8 +154,7 @@ def _run(args) -> int:
       data_root=args.data, pipeline_root=os.path.abspath(args.pipeline_root),
       serving_dir=os.path.abspath(args.serving_dir), profile=args.profile, scale=args.scale,
       strategy=args.strategy, tuner=args.tuner, runner=args.runner,
-      warm_start=args.warm_start,
-      beam_args=args.beam_args)
+      warm_start=args.warm_start, beam_args=args.beam_args, train_steps=args.train_steps)
   summary = local_runner.run(options)
   if summary.pushed_dir:
     summary.report_path = _write_run_report(summary, options)
