@@ -2,7 +2,7 @@
 
 Each worker trains the project's network (components.model.build_compiled_model) on
 aligned LR/HR crops of photos bundled with scikit-image, made by Transform's own
-preprocessing (components.preprocessing.make_pair) and augmented by the Trainer's
+preprocessing (components.preprocessing.make_pairs) and augmented by the Trainer's
 input functions, under the strategy the Trainer would use
 (components.strategies.make_strategy). As in components/trainer.py, only the chief
 exports the serving model.
@@ -52,9 +52,9 @@ def photo_pairs(scale: int, photos: Sequence[str], hr_size: int = HR_SIZE):
   """(lr, hr) float32 arrays [photos, ...] made exactly as Transform makes them."""
   lrs, hrs = [], []
   for path in photos:
-    hr, lr = preprocessing.make_pair(tf.io.read_file(path), hr_size, scale)
-    lrs.append(lr.numpy())
-    hrs.append(hr.numpy())
+    hr, lr = preprocessing.make_pairs(tf.io.read_file(path), hr_size, 1, scale)
+    lrs.append(lr.numpy()[0])
+    hrs.append(hr.numpy()[0])
   return np.stack(lrs), np.stack(hrs)
 
 

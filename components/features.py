@@ -12,5 +12,5 @@ CHANNELS = "channels"  # channels of the original file (1 gray, 2 gray+alpha, 3 
 FORMAT = "format"  # original container format as PIL names it: JPEG, PNG, TIFF, ...
 
 # Transformed features produced by preprocessing_fn.
-HR = "hr"  # float32 [hr_size, hr_size, 3] in [0, 1]
-LR = "lr"  # float32 [hr_size/scale, hr_size/scale, 3] in [0, 1], bicubic-degraded HR
+HR = "hr"  # float32 [tiles, hr_size, hr_size, 3] in [0, 1]
+LR = "lr"  # float32 [tiles, hr_size/scale, hr_size/scale, 3] in [0, 1], bicubic-degraded HR

@@ -27,28 +27,30 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
   return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
 
 
-def center_square(image: tf.Tensor) -> tf.Tensor:
-  """Largest centred square of an [H, W, C] image."""
-  shape = tf.shape(image)
-  side = tf.minimum(shape[0], shape[1])
-  top = (shape[0] - side) // 2
-  left = (shape[1] - side) // 2
-  return image[top:top + side, left:left + side, :]
+def tile_grid(image: tf.Tensor, size: int, tiles_per_side: int) -> tf.Tensor:
+  """An [H, W, 3] image -> [tiles_per_side^2, size, size, 3] tiles at native resolution.
 
-
-def fixed_size_crop(image: tf.Tensor, size: int) -> tf.Tensor:
-  """A size x size view of an [H, W, 3] image, at native resolution when possible.
-
-  Large images give their central crop, so training pixels keep the statistics of
-  real photos (sensor noise, JPEG artifacts) rather than of downscaled ones;
-  smaller images give their centred square, resized up to `size`.
+  The tiles sit on an even grid from corner to corner (overlapping when the image is
+  smaller than the grid), so a photo gives up to tiles_per_side^2 times more
+  training pixels than one crop, and those pixels keep the statistics of real photos
+  (sensor noise, JPEG artifacts) rather than of downscaled ones. An image with a side
+  shorter than `size` is first resized up so that side equals `size`.
   """
-  square = center_square(image)
-  side = tf.shape(square)[0]
-  return tf.cond(
-      side >= size,
-      lambda: tf.image.resize_with_crop_or_pad(square, size, size),
-      lambda: resize_bicubic(square, [size, size]))
+  shape = tf.shape(image)
+  short = tf.minimum(shape[0], shape[1])
+  grow = tf.maximum(1.0, size / tf.cast(short, tf.float32))
+  new_size = tf.cast(tf.math.ceil(tf.cast(shape[:2], tf.float32) * grow), tf.int32)
+  image = tf.cond(short < size, lambda: resize_bicubic(image, new_size), lambda: image)
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+
+  def offsets(extent):
+    if tiles_per_side == 1:
+      return [(extent - size) // 2]
+    return [(extent - size) * i // (tiles_per_side - 1) for i in range(tiles_per_side)]
+
+  tiles = [image[top:top + size, left:left + size, :]
+           for top in offsets(height) for left in offsets(width)]
+  return tf.stack(tiles)
 
 
 def resize_bicubic(images: tf.Tensor, size) -> tf.Tensor:

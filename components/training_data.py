@@ -2,7 +2,7 @@
 
 Training draws random aligned LR/HR patches with the 8 flips/rotations; nearly flat
 patches (sky, walls) teach nothing and are mostly skipped. Validation uses the whole
-fixed-size transformed images, so its PSNR is comparable across runs.
+fixed-size transformed tiles, so its PSNR is comparable across runs.
 """
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -27,7 +27,8 @@ def _load(file_pattern, tf_transform_output: tft.TFTransformOutput) -> tf.data.D
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   dataset = dataset.with_options(options)
   dataset = dataset.map(lambda record: tf.io.parse_single_example(record, spec))
-  return dataset.map(lambda ex: (ex[features.LR], ex[features.HR])).cache()
+  # One record is one image's grid of tiles: tiles are the unit from here on.
+  return dataset.map(lambda ex: (ex[features.LR], ex[features.HR])).unbatch().cache()
 
 
 def random_patch(lr, hr, lr_patch: int, scale: int):
@@ -73,6 +74,6 @@ def train_dataset(file_pattern, tf_transform_output, batch_size: int, patch_size
 
 
 def eval_dataset(file_pattern, tf_transform_output, batch_size: int) -> tf.data.Dataset:
-  """Whole transformed eval images as (lr, hr) batches; one pass is one validation."""
+  """Whole transformed eval tiles as (lr, hr) batches; one pass is one validation."""
   return _load(file_pattern, tf_transform_output).batch(batch_size).prefetch(
       tf.data.AUTOTUNE)

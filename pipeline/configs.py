@@ -38,7 +38,9 @@ EVAL_BUCKETS = 1
 class Profile:
   """How long and how hard to train. Sizes are in high-resolution pixels."""
   name: str
-  hr_size: int  # Transform resizes every image to hr_size x hr_size (a multiple of 12)
+  # Transform cuts each image into a tiles_per_side x tiles_per_side grid of
+  # hr_size x hr_size tiles at native resolution (hr_size a multiple of 12).
+  hr_size: int
   patch_size: int  # random HR crops fed to the network (a multiple of 12)
   batch_size: int
   train_steps: int
@@ -52,6 +54,7 @@ class Profile:
   depths: Tuple[int, ...]
   learning_rates: Tuple[float, ...]
   dropouts: Tuple[float, ...]
+  tiles_per_side: int = 1
   loss: str = "mae"
   # Blessing: gain over bicubic (dB, Y channel) a model must reach, and how much
   # worse than the last blessed model it may be.
@@ -62,14 +65,14 @@ class Profile:
 PROFILES = {
     # Seconds: proves every component runs. Not a useful model.
     "smoke": Profile(
-        name="smoke", hr_size=48, patch_size=24, batch_size=4, train_steps=6,
+        name="smoke", hr_size=48, tiles_per_side=2, patch_size=24, batch_size=4, train_steps=6,
         eval_steps=2, tuner_trials=1, tuner_steps=2, steps_per_epoch=3, patience=2,
         architectures=("espcn",), widths=(8,), depths=(1,),
         learning_rates=(1e-3,), dropouts=(0.0,), min_gain_db=-100.0,
         max_regression_db=100.0),
     # About 10-15 minutes on 2 CPU cores, tuning included.
     "default": Profile(
-        name="default", hr_size=384, patch_size=48, batch_size=32, train_steps=10000,
+        name="default", hr_size=240, tiles_per_side=3, patch_size=48, batch_size=32, train_steps=10000,
         eval_steps=8, tuner_trials=4, tuner_steps=150, steps_per_epoch=1000,
         # resize_conv convolves at high resolution (~3x slower per step here): it is
         # searched by the quality profile, whose budget has room for it.
@@ -78,7 +81,7 @@ PROFILES = {
         dropouts=(0.0,), loss="mse", min_gain_db=0.5),
     # Up to about 90 minutes: a residual network and a longer schedule.
     "quality": Profile(
-        name="quality", hr_size=384, patch_size=64, batch_size=16, train_steps=20000,
+        name="quality", hr_size=240, tiles_per_side=3, patch_size=60, batch_size=16, train_steps=20000,
         eval_steps=16, tuner_trials=6, tuner_steps=300, steps_per_epoch=1000,
         patience=5, architectures=("espcn", "fsrcnn", "resize_conv", "edsr"), widths=(64,),
         depths=(2, 4),

@@ -16,7 +16,7 @@ from components.pusher.component import Pusher
 from pipeline import configs
 
 
-TRANSFORM_KEYS = ("hr_size", "scale")
+TRANSFORM_KEYS = ("hr_size", "tiles_per_side", "scale")
 
 
 def create_pipeline(

@@ -31,7 +31,7 @@ def format_summary(summary) -> str:
     parts.extend(f"  {line}" for line in summary.anomalies)
   if summary.metrics:
     m = summary.metrics
-    parts.append(f"Evaluation on {m['images']} eval images at x{m['scale']} "
+    parts.append(f"Evaluation on {m['images']} eval tiles at x{m['scale']} "
                  "(Y channel, BT.601, border cropped):")
     parts.append(table(_scores_rows(m), ["", "PSNR dB", "SSIM"]))
   if summary.blessed is not None:

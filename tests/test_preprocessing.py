@@ -24,12 +24,12 @@ def test_pairs_have_fixed_sizes_and_lr_is_bicubic_degradation(scale):
   images = tf.constant([_encode(data.astronaut(), "PNG"), _encode(data.camera(), "JPEG"),
                         _encode(data.coffee()[:200, :90], "PNG")])  # tall, narrow crop
   out = preprocessing.preprocessing_fn({features.IMAGE: images},
-                                       {"hr_size": 48, "scale": scale})
+                                       {"hr_size": 48, "tiles_per_side": 2, "scale": scale})
   hr, lr = out[features.HR].numpy(), out[features.LR].numpy()
-  assert hr.shape == (3, 48, 48, 3)
-  assert lr.shape == (3, 48 // scale, 48 // scale, 3)
+  assert hr.shape == (3, 4, 48, 48, 3)
+  assert lr.shape == (3, 4, 48 // scale, 48 // scale, 3)
   assert hr.min() >= 0.0 and hr.max() <= 1.0
-  np.testing.assert_allclose(lr, image_ops.degrade(hr, scale).numpy(), atol=1e-6)
+  np.testing.assert_allclose(lr[0], image_ops.degrade(hr[0], scale).numpy(), atol=1e-6)
   # Gray JPEG expanded to RGB: the three channels agree.
   np.testing.assert_allclose(hr[1, ..., 0], hr[1, ..., 2], atol=1e-6)
 
@@ -37,7 +37,7 @@ def test_pairs_have_fixed_sizes_and_lr_is_bicubic_degradation(scale):
 def test_hr_size_must_divide_by_scale():
   with pytest.raises(ValueError, match="multiple of scale"):
     preprocessing.preprocessing_fn({features.IMAGE: tf.constant([b""])},
-                                   {"hr_size": 50, "scale": 3})
+                                   {"hr_size": 50, "tiles_per_side": 1, "scale": 3})
 
 
 def test_random_patch_keeps_lr_and_hr_aligned():
@@ -61,12 +61,56 @@ def test_dihedral_transform_applies_equally_to_both():
     np.testing.assert_allclose(image_ops.degrade(hr_t, 2).numpy(), lr_t.numpy(), atol=1e-5)
 
 
-def test_large_images_keep_native_pixels_small_ones_are_resized():
+def test_tiles_cover_the_photo_corner_to_corner_at_native_resolution():
   photo = data.coffee()  # 400 x 600
   out = preprocessing.preprocessing_fn({features.IMAGE: tf.constant([_encode(photo, "PNG")])},
-                                       {"hr_size": 96, "scale": 2})
+                                       {"hr_size": 96, "tiles_per_side": 3, "scale": 2})
   hr = out[features.HR].numpy()[0]
-  top, left = (400 - 96) // 2, (600 - 400) // 2 + (400 - 96) // 2
-  np.testing.assert_allclose(hr, photo[top:top + 96, left:left + 96] / 255.0, atol=1e-6)
-  small = image_ops.fixed_size_crop(tf.constant(photo[:40, :50] / 255.0, tf.float32), 96)
-  assert small.shape == (96, 96, 3)
+  assert hr.shape == (9, 96, 96, 3)
+  tops, lefts = (0, 152, 304), (0, 252, 504)  # even steps from one edge to the other
+  for index, (top, left) in enumerate((t, l) for t in tops for l in lefts):
+    np.testing.assert_allclose(hr[index], photo[top:top + 96, left:left + 96] / 255.0,
+                               atol=1e-6)
+
+
+def test_one_tile_is_the_central_crop():
+  photo = data.coffee()
+  tiles = image_ops.tile_grid(tf.constant(photo / 255.0, tf.float32), 96, 1).numpy()
+  top, left = (400 - 96) // 2, (600 - 96) // 2
+  np.testing.assert_allclose(tiles[0], photo[top:top + 96, left:left + 96] / 255.0, atol=1e-6)
+
+
+def test_images_smaller_than_a_tile_are_resized_up_to_it():
+  photo = data.coffee()[:40, :50]
+  tiles = image_ops.tile_grid(tf.constant(photo / 255.0, tf.float32), 96, 2).numpy()
+  assert tiles.shape == (4, 96, 96, 3)
+  assert 0.0 <= tiles.min() and tiles.max() <= 1.0
+
+
+class _TransformOutput:
+  """What training_data reads of a TFTransformOutput: the transformed feature spec."""
+
+  def __init__(self, tiles, hr_size, scale):
+    lr_size = hr_size // scale
+    self.spec = {
+        features.HR: tf.io.FixedLenFeature([tiles, hr_size, hr_size, 3], tf.float32),
+        features.LR: tf.io.FixedLenFeature([tiles, lr_size, lr_size, 3], tf.float32)}
+
+  def transformed_feature_spec(self):
+    return self.spec
+
+
+def test_every_tile_of_every_image_is_a_validation_pair(tmp_path):
+  images = tf.constant([_encode(data.astronaut(), "PNG"), _encode(data.camera(), "PNG")])
+  out = preprocessing.preprocessing_fn({features.IMAGE: images},
+                                       {"hr_size": 24, "tiles_per_side": 2, "scale": 2})
+  path = str(tmp_path / "transformed.gz")
+  with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+    for hr, lr in zip(out[features.HR].numpy(), out[features.LR].numpy()):
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          features.HR: tf.train.Feature(float_list=tf.train.FloatList(value=hr.ravel())),
+          features.LR: tf.train.Feature(float_list=tf.train.FloatList(value=lr.ravel())),
+      })).SerializeToString())
+  pairs = list(training_data.eval_dataset(path, _TransformOutput(4, 24, 2), batch_size=3))
+  assert [len(lr) for lr, _ in pairs] == [3, 3, 2]  # 2 images x 4 tiles
+  np.testing.assert_allclose(pairs[0][1][1].numpy(), out[features.HR].numpy()[0, 1], atol=1e-6)

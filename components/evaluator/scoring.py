@@ -16,7 +16,7 @@ from components import metrics
 
 @dataclasses.dataclass
 class Scores:
-  """Mean scores over the evaluated images."""
+  """Mean scores over the evaluated images (Transform tiles, in the pipeline)."""
   images: int
   psnr_model: float
   ssim_model: float

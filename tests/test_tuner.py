@@ -1,0 +1,62 @@
+"""The Tuner's module function: a real Keras Tuner search over the architectures, on a
+real Transform output of small photos."""
+import keras_tuner
+import pytest
+import skimage.data
+from tfx.components.trainer import fn_args_utils
+
+from components import model as model_lib
+from components import tuner
+from pipeline import configs
+from pipeline import pipeline as pipeline_lib
+from tests import transformed_data
+
+SCALE = 2
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+  photos = [skimage.data.astronaut()[:96, :96], skimage.data.coffee()[:96, :96],
+            skimage.data.chelsea()[:96, :96]]
+  config = {"hr_size": 48, "tiles_per_side": 2, "scale": SCALE}
+  return transformed_data.write(str(tmp_path_factory.mktemp("transform")), photos, config)
+
+
+def _fn_args(transformed, working_dir, search_type, **space):
+  graph_dir, examples = transformed
+  profile = configs.PROFILES["smoke"]
+  config = pipeline_lib.custom_config_for(profile, SCALE, tuner=search_type)
+  config.update({"tuner_steps": 4, "steps_per_epoch": 2, "tuner_trials": 4, **space})
+  return fn_args_utils.FnArgs(
+      working_dir=working_dir, train_files=[examples], eval_files=[examples],
+      transform_graph_path=graph_dir, custom_config=config)
+
+
+def test_the_tuner_tries_every_architecture_and_keeps_the_best(transformed, tmp_path):
+  fn_args = _fn_args(transformed, str(tmp_path), "grid",
+                     architectures=["espcn", "fsrcnn", "resize_conv"], learning_rates=[1e-3])
+  result = tuner.tuner_fn(fn_args)
+  result.tuner.search(**result.fit_kwargs)
+
+  trials = result.tuner.oracle.get_best_trials(num_trials=10)
+  tried = {trial.hyperparameters.get("architecture") for trial in trials}
+  assert tried == {"espcn", "fsrcnn", "resize_conv"}
+  scores = {trial.hyperparameters.get("architecture"): trial.score for trial in trials}
+  best = result.tuner.get_best_hyperparameters()[0]
+  assert scores[best.get("architecture")] == max(scores.values())
+
+
+@pytest.mark.parametrize("search_type", sorted(tuner.TUNER_CLASSES))
+def test_every_search_type_searches_the_declared_space(transformed, tmp_path, search_type):
+  fn_args = _fn_args(transformed, str(tmp_path), search_type, tuner_trials=1)
+  result = tuner.tuner_fn(fn_args)
+  assert isinstance(result.tuner, tuner.TUNER_CLASSES[search_type])
+  names = [hp.name for hp in result.tuner.oracle.hyperparameters.space]
+  assert names[0] == "learning_rate"  # explored first: it matters most
+  assert set(names) == {"learning_rate", "architecture", "width", "depth", "dropout"}
+  assert result.fit_kwargs["callbacks"][0].monitor == model_lib.OBJECTIVE
+
+
+def test_search_objective_is_validation_psnr(transformed, tmp_path):
+  result = tuner.tuner_fn(_fn_args(transformed, str(tmp_path), "random"))
+  assert result.tuner.oracle.objective == keras_tuner.Objective(model_lib.OBJECTIVE, "max")
