@@ -13,6 +13,7 @@ from pipeline import configs
 from pipeline import pipeline as pipeline_lib
 from pipeline import progress
 from pipeline import run_summary
+from pipeline import storage
 
 RUNNERS = ("local", "beam")
 # ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform, Tuner, Trainer,
@@ -75,7 +76,8 @@ def build(options: RunOptions) -> tfx.dsl.Pipeline:
 
 def run(options: RunOptions) -> run_summary.RunSummary:
   """Runs the DAG with progress lines on stdout and the full log in the pipeline root."""
-  os.makedirs(options.pipeline_root, exist_ok=True)
+  storage.check_writable(options.pipeline_root, "pipeline root")
+  storage.check_writable(options.serving_dir, "serving directory")
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
   log_dir = os.path.join(options.pipeline_root, "logs")
   os.makedirs(log_dir, exist_ok=True)
@@ -89,7 +91,11 @@ def run(options: RunOptions) -> run_summary.RunSummary:
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner  # pylint: disable=import-outside-toplevel
     runner = BeamDagRunner()
   pipeline = build(options)
-  runner.run(pipeline)
+  try:
+    runner.run(pipeline)
+  except Exception as error:  # pylint: disable=broad-except
+    storage.raise_if_storage_failure(error, options.pipeline_root)
+    raise
   summary = run_summary.latest_run(pipeline.metadata_connection_config)
   summary.log_path = log_path
   return summary

@@ -58,12 +58,21 @@ class ProgressPrinter(logging.Handler):
       self._print(f"[{self.done}/{self.total}] {node} skipped")
 
 
+class _QuietFileHandler(logging.FileHandler):
+  """A log file that stops, silently, when it cannot be written (say, a full disk):
+  the run's own error then reaches the user instead of one "Logging error" per record."""
+
+  def handleError(self, record):
+    del record
+    self.close()
+
+
 def route_logs(log_path: str, progress: ProgressPrinter) -> None:
   """Sends every log record to `log_path` and progress lines to the terminal."""
   root = logging.getLogger()
   for handler in list(root.handlers):
     root.removeHandler(handler)
-  file_handler = logging.FileHandler(log_path)
+  file_handler = _QuietFileHandler(log_path)
   file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
   root.addHandler(file_handler)
   root.addHandler(progress)

@@ -305,6 +305,13 @@ def main(argv=None) -> int:
       raise
     print(f"superres: error: {error}", file=sys.stderr)
     return FAILURE
+  except OSError as error:
+    from pipeline import storage  # pylint: disable=import-outside-toplevel
+    if error.errno not in storage.STORAGE_ERRNOS:
+      raise
+    # A full disk or a read-only folder mid-run: say where, not a TensorFlow traceback.
+    print(f"superres: error: {storage.describe(error)}", file=sys.stderr)
+    return FAILURE
   except KeyboardInterrupt:
     print("superres: interrupted", file=sys.stderr)
     return 130
