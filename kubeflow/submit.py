@@ -1,10 +1,13 @@
 """Submits a compiled PipelineJob (superres compile --kubeflow) to Vertex AI Pipelines or
 to a Kubeflow Pipelines 2.x cluster.
 
-  python -m kubeflow.submit vertex JOB.json --project P --region R
-      [--data-root gs://...] [--service-account SA] [--no-cache]
-  python -m kubeflow.submit kfp JOB.json --host https://KFP-ENDPOINT
-      [--data-root gs://...] [--experiment NAME] [--no-cache]
+  python -m kubeflow.submit vertex JOB.json --project P --region R [RUN PARAMETERS]
+      [--service-account SA] [--no-cache]
+  python -m kubeflow.submit kfp JOB.json --host https://KFP-ENDPOINT [RUN PARAMETERS]
+      [--experiment NAME] [--no-cache]
+
+RUN PARAMETERS: [--data-root URI] [--profile P] [--scale S] [--train-steps N]
+[--serving-dir URI]; the compiled values are the defaults.
 
 Credentials are the ambient ones (gcloud auth application-default login, a service
 account, or the cluster's in-cluster config), as both clients look them up.
@@ -12,9 +15,10 @@ account, or the cluster's in-cluster config), as both clients look them up.
 import argparse
 import json
 import os
-from typing import Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
-from kubeflow.kubeflow_v2_runner import DATA_ROOT_PARAMETER
+from kubeflow import run_parameters
+from pipeline import configs
 
 
 def load_job(job_path: str) -> Dict:
@@ -26,13 +30,25 @@ def load_job(job_path: str) -> Dict:
   return job
 
 
-def run_parameters(job: Dict, data_root: Optional[str] = None) -> Dict[str, str]:
-  """The job's parameter defaults (runtimeConfig), with data_root replaced if given."""
+def parameter_values(job: Dict, overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+  """The job's parameter defaults (runtimeConfig) with `overrides` applied, typed and checked.
+
+  As with `superres run`, a profile brings its own number of training steps unless
+  train_steps is set too.
+  """
   values = {name: next(iter(value.values()))
             for name, value in job.get("runtimeConfig", {}).get("parameters", {}).items()}
-  if data_root:
-    values[DATA_ROOT_PARAMETER] = data_root
-  return values
+  overrides = run_parameters.check(
+      {name: value for name, value in (overrides or {}).items() if value is not None})
+  missing = sorted(set(overrides) - set(values))
+  if missing:
+    raise ValueError(f"The compiled job has no run parameter {missing} (it has "
+                     f"{sorted(values)}): recompile it with `superres compile --kubeflow`.")
+  if run_parameters.PROFILE in overrides and run_parameters.TRAIN_STEPS not in overrides:
+    overrides[run_parameters.TRAIN_STEPS] = configs.PROFILES[
+        overrides[run_parameters.PROFILE]].train_steps
+  values.update(overrides)
+  return run_parameters.check(values)
 
 
 def kfp_package(job_path: str, out_path: str) -> str:
@@ -48,25 +64,27 @@ def kfp_package(job_path: str, out_path: str) -> str:
   return out_path
 
 
-def submit_kfp(job_path: str, host: str, data_root: Optional[str] = None,
+def submit_kfp(job_path: str, host: str, overrides: Optional[Mapping[str, Any]] = None,
                experiment: Optional[str] = None, enable_caching: bool = True):
   import kfp  # pylint: disable=import-outside-toplevel
   job = load_job(job_path)
+  arguments = parameter_values(job, overrides)
   package = kfp_package(job_path, os.path.splitext(job_path)[0] + ".kfp.yaml")
   return kfp.Client(host=host).create_run_from_pipeline_package(
-      package, arguments=run_parameters(job, data_root), experiment_name=experiment,
+      package, arguments=arguments, experiment_name=experiment,
       pipeline_root=job.get("runtimeConfig", {}).get("gcsOutputDirectory"),
       enable_caching=enable_caching)
 
 
-def vertex_job(job_path: str, project: str, region: str, data_root: Optional[str] = None,
-               enable_caching: bool = True, credentials=None):
+def vertex_job(job_path: str, project: str, region: str,
+               overrides: Optional[Mapping[str, Any]] = None, enable_caching: bool = True,
+               credentials=None):
   """An aiplatform.PipelineJob of the compiled file (not submitted yet)."""
   from google.cloud import aiplatform  # pylint: disable=import-outside-toplevel
   job = load_job(job_path)
   return aiplatform.PipelineJob(
       display_name=job.get("displayName", "superres"), template_path=job_path,
-      parameter_values=run_parameters(job, data_root), project=project, location=region,
+      parameter_values=parameter_values(job, overrides), project=project, location=region,
       enable_caching=enable_caching, credentials=credentials)
 
 
@@ -83,16 +101,24 @@ def main(argv=None):
   kfp_target.add_argument("--host", required=True)
   kfp_target.add_argument("--experiment")
   for target in (vertex, kfp_target):
-    target.add_argument("--data-root", help="image folder of this run (default: compiled in)")
+    runs = target.add_argument_group("run parameters (default: the compiled values)")
+    runs.add_argument("--data-root", help="image folder of this run")
+    runs.add_argument("--profile", choices=sorted(configs.PROFILES))
+    runs.add_argument("--scale", type=int, choices=configs.SCALES)
+    runs.add_argument("--train-steps", type=int, help="default with --profile: the profile's")
+    runs.add_argument("--serving-dir", help="pushes to <serving-dir>/superres/<version>/")
     target.add_argument("--no-cache", action="store_true", help="re-run every step")
   args = parser.parse_args(argv)
+  overrides = {run_parameters.DATA_ROOT: args.data_root, run_parameters.PROFILE: args.profile,
+               run_parameters.SCALE: args.scale, run_parameters.TRAIN_STEPS: args.train_steps,
+               run_parameters.SERVING_DIR: args.serving_dir}
   if args.target == "vertex":
-    job = vertex_job(args.job, args.project, args.region, args.data_root,
+    job = vertex_job(args.job, args.project, args.region, overrides,
                      enable_caching=not args.no_cache)
     job.submit(service_account=args.service_account)
     print(f"Submitted {job.resource_name}")
   else:
-    result = submit_kfp(args.job, args.host, args.data_root, args.experiment,
+    result = submit_kfp(args.job, args.host, overrides, args.experiment,
                         enable_caching=not args.no_cache)
     print(f"Submitted run {result.run_id} to {args.host}")
 

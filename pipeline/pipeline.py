@@ -4,7 +4,7 @@ create_pipeline is a pure function of its arguments: every runner (local, Beam,
 Kubeflow) and every test builds the same DAG from here.
 """
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
@@ -29,8 +29,13 @@ def create_pipeline(
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Optional[List[str]] = None,
     enable_tuning: bool = True,
+    run_parameters: Optional[Mapping[str, tfx.dsl.experimental.RuntimeParameter]] = None,
 ) -> tfx.dsl.Pipeline:
-  """custom_config: the profile's knobs plus scale, strategy and tuner (see configs)."""
+  """custom_config: the profile's knobs plus scale, strategy and tuner (see configs).
+
+  data_root may be a RuntimeParameter. run_parameters (Kubeflow only): RuntimeParameters
+  named as in RUN_PARAMETERS, each overriding at run time the plain values it names there.
+  """
   example_gen = ImageExampleGen(input_base=data_root)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
@@ -89,6 +94,12 @@ def create_pipeline(
                 base_directory=serving_model_dir)))
     components += [model_resolver, trainer, evaluator, pusher]
 
+  if run_parameters:
+    # Tuning does not read train_steps: a run changing only that reuses the cached Tuner.
+    configured = [transform] + ([tuner] if enable_tuning else []) + [trainer, evaluator]
+    _attach_run_parameters(run_parameters, {"profile": configured, "scale": configured,
+                                            "train_steps": [trainer], "serving_dir": [pusher]})
+
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
@@ -97,6 +108,30 @@ def create_pipeline(
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args or [],
   )
+
+
+# Kubeflow run parameters besides data_root: what each one overrides, and where. TFX's
+# Transform and Tuner serialize custom_config when constructed, and the Kubeflow V2
+# compiler substitutes a parameter only for a whole execution property, so each becomes
+# an execution property of its own and the container entrypoint derives the values
+# below from it before the executor starts (kubeflow/run_executor.py).
+RUN_PARAMETERS = {
+    "profile": "custom_config of Transform, Tuner and Trainer; the Evaluator's thresholds",
+    "scale": "custom_config of Transform, Tuner and Trainer; the Evaluator's scale",
+    "train_steps": "the Trainer's train_args and custom_config train_steps",
+    "serving_dir": "the Pusher's base directory: <serving_dir>/<MODEL_NAME>",
+}
+
+
+def _attach_run_parameters(run_parameters, consumers) -> None:
+  unknown = set(run_parameters) - set(RUN_PARAMETERS)
+  if unknown:
+    raise ValueError(f"Unknown run parameters {sorted(unknown)}: the pipeline takes "
+                     f"{sorted(RUN_PARAMETERS)}.")
+  for name, parameter in run_parameters.items():
+    for component in consumers[name]:
+      # After construction: no constructor would accept a parameter there.
+      component.exec_properties[name] = parameter
 
 
 def custom_config_for(profile: configs.Profile, scale: int, strategy: str = "mirrored",
