@@ -6,13 +6,20 @@ requests/s and p50/p99 latency over REST, gRPC and in-process calls of the same
 SavedModel's serving signature (this process, the pipeline's TensorFlow). Also the
 server's resident memory with the model loaded (after warm-up) and at the end.
 
+Then the faults: a flood at 4x the server's admission capacity (running + waiting
+predictions, the launcher's defaults) over REST and gRPC, counting answers (200 vs
+429 / OK vs RESOURCE_EXHAUSTED; anything else is an error) and timing the refusals;
+and the time from SIGKILL to a restarted server's first prediction.
+
   python -m benchmarks.serving [--model DIR] [--requests 200] [--out serving.json]
 
 Without --model it exports an untrained ESPCN of the default profile's size (x2,
 width 32, depth 2): serving cost depends on the network's size, not its weights.
 """
 import argparse
+import base64
 import concurrent.futures
+import http.client
 import io
 import json
 import os
@@ -39,6 +46,9 @@ SIZES = (64, 256)
 CONCURRENCY = (1, 4)
 WARMUP_CALLS = 5
 START_TIMEOUT = 180
+FLOOD_FACTOR = 4  # flood concurrency, in multiples of the admission capacity
+FLOOD_CALLS_PER_CLIENT = 20
+FLOOD_SIDE = 64
 
 
 def _free_port() -> int:
@@ -62,6 +72,13 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
   raise RuntimeError(f"no {field} for process {pid}")
 
 
+def _percentiles_ms(seconds) -> Dict[str, float]:
+  if len(seconds) == 0:
+    return {}
+  return {"p50_ms": round(float(np.percentile(seconds, 50)) * 1000, 2),
+          "p99_ms": round(float(np.percentile(seconds, 99)) * 1000, 2)}
+
+
 def _measure(make_call: Callable[[], Callable[[], bytes]], requests_total: int,
              concurrency: int) -> Dict[str, float]:
   """make_call() gives one worker's call (each worker keeps its own connection)."""
@@ -82,8 +99,93 @@ def _measure(make_call: Callable[[], Callable[[], bytes]], requests_total: int,
     latencies = np.array(list(pool.map(timed, range(requests_total))))
     wall = time.perf_counter() - started
   return {"requests": requests_total, "requests_per_s": round(requests_total / wall, 1),
-          "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
-          "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2)}
+          **_percentiles_ms(latencies)}
+
+
+def _flood(call: Callable[[], Callable[[], str]], clients: int) -> Dict[str, object]:
+  """`clients` workers each make FLOOD_CALLS_PER_CLIENT calls back to back, ignoring
+  Retry-After. A call returns "ok", "refused" or an error description."""
+  local = threading.local()
+
+  def timed(_):
+    if not hasattr(local, "call"):
+      local.call = call()
+    start = time.perf_counter()
+    try:
+      outcome = local.call()
+    except Exception as error:  # pylint: disable=broad-except
+      outcome = f"{type(error).__name__}: {error}"[:200]
+    return outcome, time.perf_counter() - start
+
+  started = time.perf_counter()
+  with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+    results = list(pool.map(timed, range(clients * FLOOD_CALLS_PER_CLIENT)))
+  wall = time.perf_counter() - started
+  by_outcome: Dict[str, List[float]] = {}
+  for outcome, seconds in results:
+    by_outcome.setdefault(outcome, []).append(seconds)
+  ok, refused = by_outcome.pop("ok", []), by_outcome.pop("refused", [])
+  return {"clients": clients, "requests": len(results), "answered": len(ok),
+          "refused": len(refused), "errors": sum(len(v) for v in by_outcome.values()),
+          "error_kinds": sorted(by_outcome)[:5],
+          "answered_per_s": round(len(ok) / wall, 1),
+          "answered_latency": _percentiles_ms(ok), "refused_latency": _percentiles_ms(refused)}
+
+
+def _flood_calls(rest_port: int, target: str, image: bytes) -> Dict[str, Callable]:
+  """Calls that report a refusal rather than raise. REST goes through http.client, whose
+  small cost per call keeps 4x-capacity client threads from timing themselves."""
+  body = json.dumps({"instances": [{"b64": base64.b64encode(image).decode()}]})
+  path = f"/v1/models/{configs.MODEL_NAME}:predict"
+
+  def rest():
+    connection = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=60)
+
+    def call() -> str:
+      connection.request("POST", path, body=body, headers={"content-type": "application/json"})
+      response = connection.getresponse()
+      text = response.read()
+      if response.status == 200:
+        return "ok"
+      if response.status == 429 and response.getheader("retry-after"):
+        return "refused"
+      return f"HTTP {response.status}: {text[:100]!r}"
+    return call
+
+  def grpc_():
+    # pylint: disable=import-outside-toplevel
+    import grpc
+    grpc_client = client.GrpcClient(target)
+
+    def call() -> str:
+      try:
+        grpc_client.predict([image])
+      except client.ServingError as error:
+        if error.status == grpc.StatusCode.RESOURCE_EXHAUSTED:
+          return "refused"
+        raise
+      return "ok"
+    return call
+
+  return {"rest": rest, "grpc": grpc_}
+
+
+def _start(args: argparse.Namespace, log) -> subprocess.Popen:
+  # pylint: disable=consider-using-with
+  return subprocess.Popen(launcher.serving_command(args), stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_until(process: subprocess.Popen, log, ready: Callable[[], bool]) -> None:
+  deadline = time.monotonic() + START_TIMEOUT
+  while True:
+    if process.poll() is not None or time.monotonic() > deadline:
+      raise RuntimeError(f"the server did not start; see {log.name}")
+    try:
+      if ready():
+        return
+    except (requests.ConnectionError, client.ServingError):
+      pass
+    time.sleep(0.05)
 
 
 def _export_default_model(directory: str) -> str:
@@ -96,6 +198,7 @@ def _export_default_model(directory: str) -> str:
 
 
 def run(model: str, requests_total: int) -> dict:
+  load_at_start = round(os.getloadavg()[0], 2)
   work = tempfile.mkdtemp(prefix="serving-bench-")
   process, log = None, None
   try:
@@ -108,19 +211,10 @@ def run(model: str, requests_total: int) -> dict:
         ["--model-base", base, "--rest-port", str(rest_port), "--grpc-port", str(grpc_port)])
     # pylint: disable=consider-using-with
     log = open(os.path.join(work, "server.log"), "wb")
-    process = subprocess.Popen(launcher.serving_command(args), stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = _start(args, log)
     url, target = f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-      if process.poll() is not None or time.monotonic() > deadline:
-        raise RuntimeError(f"the server did not start; see {log.name}")
-      try:
-        if requests.get(f"{url}/v1/models/{configs.MODEL_NAME}", timeout=5).status_code == 200:
-          break
-      except requests.ConnectionError:
-        pass
-      time.sleep(0.2)
+    status_url = f"{url}/v1/models/{configs.MODEL_NAME}"
+    _wait_until(process, log, lambda: requests.get(status_url, timeout=5).status_code == 200)
     local_model = inference.Upscaler(version_dir)
 
     def protocols(image: bytes) -> Dict[str, Callable[[], Callable[[], bytes]]]:
@@ -148,14 +242,41 @@ def run(model: str, requests_total: int) -> dict:
           row.update(_measure(make_call, count, concurrency))
           results.append(row)
           print(json.dumps(row), flush=True)
+    rss_mb = {"one_model_loaded": round(rss_loaded, 1),
+              "after_benchmark": round(_rss_mb(process.pid), 1),
+              "peak": round(_rss_mb(process.pid, "VmHWM"), 1)}
+
+    capacity = args.max_in_flight + args.max_queued
+    flood = {"admission": {"max_in_flight": args.max_in_flight, "max_queued": args.max_queued,
+                           "queue_timeout_seconds": args.queue_timeout_seconds},
+             "input": f"{FLOOD_SIDE}x{FLOOD_SIDE}"}
+    for protocol, call in _flood_calls(rest_port, target, _png(FLOOD_SIDE)).items():
+      flood[protocol] = _flood(call, FLOOD_FACTOR * capacity)
+      print(json.dumps({"flood": protocol, **flood[protocol]}), flush=True)
+
+    # An out-of-memory kill or a lost node, then the same command again.
+    os.kill(process.pid, signal.SIGKILL)
+    killed_at = time.perf_counter()
+    process.wait()
+    process = _start(args, log)
+    recover = {}
+    _wait_until(process, log, lambda: requests.get(status_url, timeout=5).status_code == 200)
+    recover["status_ready_s"] = round(time.perf_counter() - killed_at, 2)
+    _wait_until(process, log,
+                lambda: bool(client.upscale_rest(url, configs.MODEL_NAME, _png(SIZES[0]))))
+    recover["first_prediction_s"] = round(time.perf_counter() - killed_at, 2)
+    print(json.dumps({"recover_after_kill": recover}), flush=True)
     return {
         "model": version_dir if model else "espcn x2 width 32 depth 2 (untrained)",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "server_rss_mb": {"one_model_loaded": round(rss_loaded, 1),
-                          "after_benchmark": round(_rss_mb(process.pid), 1),
-                          "peak": round(_rss_mb(process.pid, "VmHWM"), 1)},
+                    "platform": platform.platform(),
+                    # Other work on the machine moves every figure here.
+                    "load_average_1m": {"start": load_at_start,
+                                        "end": round(os.getloadavg()[0], 2)}},
+        "server_rss_mb": rss_mb,
         "results": results,
+        "flood": flood,
+        "recover_after_kill": recover,
     }
   finally:
     if process is not None and process.poll() is None:

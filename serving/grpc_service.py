@@ -3,7 +3,8 @@ ModelService.GetModelStatus, with the messages of tensorflow-serving-api, so TF 
 client code works unchanged.
 
 Predict serves both signatures: `serving_default` (input "images", DT_STRING [N]) and
-`upscale` (input "lr", DT_FLOAT [N, H, W, 3]).
+`upscale` (input "lr", DT_FLOAT [N, H, W, 3]). Its model work goes through the same
+admission control as REST's: RESOURCE_EXHAUSTED when the server is full.
 """
 from concurrent import futures
 from typing import Optional
@@ -16,13 +17,16 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from components import export
+from serving import admission as admission_control
 from serving import messages
 from serving import predict
 from serving import protocol
 from serving.versions import NoVersionAvailable, ServedVersion, VersionManager, VersionNotFound
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-WORKER_THREADS = 8
+# Threads beyond those admitted predictions can hold, so that refusals, status and
+# metadata calls are answered at once while predictions run and wait.
+SPARE_THREADS = 4
 
 
 def _version(spec) -> Optional[int]:
@@ -36,10 +40,12 @@ def _spec_text(spec) -> str:
 
 class _Base:
 
-  def __init__(self, name: str, versions: VersionManager, max_pixels: int):
+  def __init__(self, name: str, versions: VersionManager, max_pixels: int,
+               admission: Optional[admission_control.Admission] = None):
     self.name = name
     self.versions = versions
     self.max_pixels = max_pixels
+    self.admission = admission
 
   def _served(self, spec, context) -> ServedVersion:
     if spec.name != self.name:
@@ -67,13 +73,17 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
     try:
       if signature == export.SERVING_SIGNATURE:
         input_key, output_key = protocol.INPUT_KEY, protocol.OUTPUT_KEY
-        images = self._input(request, input_key, tf.string, 1)
-        output = predict.upscale_encoded(served, list(images), self.max_pixels, input_key)
-        tensor = tf.make_tensor_proto(output, dtype=tf.string, shape=[len(output)])
+        images = list(self._input(request, input_key, tf.string, 1))
+
+        def run():
+          output = predict.upscale_encoded(served, images, self.max_pixels, input_key)
+          return tf.make_tensor_proto(output, dtype=tf.string, shape=[len(output)])
       elif signature == export.FLOAT_SIGNATURE:
         input_key, output_key = protocol.FLOAT_INPUT_KEY, protocol.FLOAT_OUTPUT_KEY
         lr = self._input(request, input_key, tf.float32, 4)
-        tensor = tf.make_tensor_proto(predict.upscale_float(served, lr, self.max_pixels))
+
+        def run():
+          return tf.make_tensor_proto(predict.upscale_float(served, lr, self.max_pixels))
       else:
         raise protocol.BadRequest(
             f"Serving signature name: \"{signature}\" not found in signature def; this model "
@@ -82,12 +92,24 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
       if unknown:
         raise protocol.BadRequest(f"output_filter names {sorted(unknown)}; signature "
                                   f"'{signature}' has only the output '{output_key}'")
+      tensor = self._admitted(run, context)
     except protocol.BadRequest as error:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+    except admission_control.Overloaded as error:
+      context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
     response = predict_pb2.PredictResponse(
         model_spec=messages.model_spec(self.name, served.version, signature))
     response.outputs[output_key].CopyFrom(tensor)
     return response
+
+  def _admitted(self, run, context):
+    """run() through admission control; work not yet started is dropped if the client leaves."""
+    future = self.admission.submit(run)
+    context.add_callback(future.cancel)  # called when the RPC ends, however it ends
+    try:
+      return future.result()
+    except futures.CancelledError:
+      context.abort(grpc.StatusCode.CANCELLED, "the client cancelled the request")
 
   @staticmethod
   def _input(request, key: str, dtype: tf.DType, rank: int):
@@ -138,16 +160,17 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):
     return messages.model_status(statuses)
 
 
-def build_server(name: str, versions: VersionManager, max_pixels: int, host: str,
-                 port: int) -> grpc.Server:
+def build_server(name: str, versions: VersionManager, max_pixels: int, host: str, port: int,
+                 admission: admission_control.Admission) -> grpc.Server:
   """A started-to-be gRPC server bound to host:port (raises RuntimeError if the port is taken)."""
   server = grpc.server(
-      futures.ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="grpc"),
+      futures.ThreadPoolExecutor(max_workers=admission.capacity + SPARE_THREADS,
+                                 thread_name_prefix="grpc"),
       options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.so_reuseport", 0)])
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      PredictionService(name, versions, max_pixels), server)
+      PredictionService(name, versions, max_pixels, admission), server)
   model_service_pb2_grpc.add_ModelServiceServicer_to_server(
       ModelService(name, versions, max_pixels), server)
   address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -21,6 +21,12 @@ DEFAULT_POLL_SECONDS = 1.0  # TF Serving's --file_system_poll_wait_seconds
 # Larger requests are refused (400 / INVALID_ARGUMENT) before any decoding; clients
 # split big images into tiles (serving.client does).
 DEFAULT_MAX_PIXELS = 4096 * 4096
+# Admission control (serving.admission): predictions running at once, and how many more
+# may wait for a slot, for how long. Beyond that a request is refused at once (REST 429,
+# gRPC RESOURCE_EXHAUSTED) rather than queued without bound.
+DEFAULT_MAX_IN_FLIGHT = 4
+DEFAULT_MAX_QUEUED = 8
+DEFAULT_QUEUE_TIMEOUT_SECONDS = 1.0
 
 
 class ServingEnvironmentMissing(ValueError):
@@ -31,6 +37,13 @@ def _positive_int(value: str) -> int:
   number = int(value)
   if number < 1:
     raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+  return number
+
+
+def _non_negative_int(value: str) -> int:
+  number = int(value)
+  if number < 0:
+    raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
   return number
 
 
@@ -63,6 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                       help="how often to look for new versions")
   parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
                       help="largest image (width x height) one request may carry")
+  parser.add_argument("--max-in-flight", type=_positive_int, default=DEFAULT_MAX_IN_FLIGHT,
+                      help="predictions run at once, REST and gRPC together")
+  parser.add_argument("--max-queued", type=_non_negative_int, default=DEFAULT_MAX_QUEUED,
+                      help="predictions that may wait for a free slot; more are refused at "
+                      "once (HTTP 429, gRPC RESOURCE_EXHAUSTED)")
+  parser.add_argument("--queue-timeout-seconds", type=_positive_float,
+                      default=DEFAULT_QUEUE_TIMEOUT_SECONDS,
+                      help="longest wait for a free slot before a request is refused")
   return parser
 
 
@@ -81,7 +102,9 @@ def serving_command(args: argparse.Namespace) -> List[str]:
              "--model-base", os.path.abspath(os.path.expanduser(args.model_base)),
              "--name", args.name, "--host", args.host,
              "--rest-port", str(args.rest_port), "--grpc-port", str(args.grpc_port)]
-  for option, attribute in (("--poll-seconds", "poll_seconds"), ("--max-pixels", "max_pixels")):
+  for option, attribute in (("--poll-seconds", "poll_seconds"), ("--max-pixels", "max_pixels"),
+                            ("--max-in-flight", "max_in_flight"), ("--max-queued", "max_queued"),
+                            ("--queue-timeout-seconds", "queue_timeout_seconds")):
     value = getattr(args, attribute, None)
     if value is not None:
       command += [option, str(value)]

@@ -3,18 +3,24 @@
 KServe answers `POST /v1/models/NAME:predict` (its V1 protocol is TF Serving's) with
 the model below. The routes TF Serving has and KServe lacks are added to KServe's
 FastAPI app: per-version predict, and TF Serving's status and metadata answers.
+Predictions go through admission control (429 with Retry-After when full); its counts
+are on KServe's Prometheus endpoint, GET /metrics.
 """
 import asyncio
 import logging
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
 import fastapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 import kserve
 from kserve import errors as kserve_errors
 from kserve import model_server as kserve_model_server
 from kserve.protocol.rest.server import RESTServer
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from starlette.requests import ClientDisconnect
 
+from serving import admission as admission_control
 from serving import messages
 from serving import predict
 from serving import protocol
@@ -23,15 +29,18 @@ from serving.versions import AVAILABLE, NoVersionAvailable, VersionManager, Vers
 logger = logging.getLogger("serving.rest")
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
+PREDICT_SUFFIX = ":predict"  # TF Serving's predict URLs: /v1/models/NAME[/versions/N]:predict
 
 
 class SuperResolutionModel(kserve.Model):
   """Serves whichever version the VersionManager holds; ready once one has loaded."""
 
-  def __init__(self, name: str, versions: VersionManager, max_pixels: int):
+  def __init__(self, name: str, versions: VersionManager, max_pixels: int,
+               admission: admission_control.Admission):
     super().__init__(name)
     self.versions = versions
     self.max_pixels = max_pixels
+    self.admission = admission
 
   async def healthy(self) -> bool:
     return self._has_served()
@@ -54,9 +63,11 @@ class SuperResolutionModel(kserve.Model):
     try:
       served = self.versions.served(version)
       images, columnar = protocol.parse_predict_request(payload)
-      outputs = await asyncio.get_running_loop().run_in_executor(
-          None, predict.upscale_encoded, served, images, self.max_pixels,
-          "inputs" if columnar else "instances")
+      # A disconnected client does not cancel this coroutine; the work finishes and its
+      # future frees the slot either way.
+      outputs = await asyncio.wrap_future(self.admission.submit(
+          predict.upscale_encoded, served, images, self.max_pixels,
+          "inputs" if columnar else "instances"))
     except protocol.BadRequest as error:
       raise kserve_errors.InvalidInput(str(error)) from None
     return protocol.predict_response(outputs, columnar)
@@ -84,7 +95,11 @@ def add_routes(app: fastapi.FastAPI, model: SuperResolutionModel) -> None:
     body = messages.to_json(messages.model_status(statuses))
     available = any(s.state == AVAILABLE for s in statuses)
     if not available:  # not ready: a readiness probe must see a failure
-      body["error"] = f"no version of model {name} is available yet"
+      try:
+        versions.served()
+        body["error"] = f"version {version} of model {name} is not available"
+      except NoVersionAvailable as reason:
+        body["error"] = str(reason)
     return JSONResponse(status_code=200 if available else 503, content=body)
 
   async def model_status(name: str) -> JSONResponse:
@@ -112,8 +127,12 @@ def add_routes(app: fastapi.FastAPI, model: SuperResolutionModel) -> None:
   app.add_api_route("/v1/models/{name}/metadata", model_metadata, methods=["GET"])
   app.add_api_route("/v1/models/{name}/versions/{version}/metadata", version_metadata,
                     methods=["GET"])
-  app.add_api_route("/v1/models/{name}/versions/{version}:predict", version_predict,
+  app.add_api_route("/v1/models/{name}/versions/{version}" + PREDICT_SUFFIX, version_predict,
                     methods=["POST"])
+
+
+def exception_handlers(model: SuperResolutionModel) -> Dict[type, Callable]:
+  """Answers for the errors of serving and admission, in TF Serving's {"error": ...} form."""
 
   async def version_not_found(_, error: VersionNotFound) -> JSONResponse:
     return _not_found(
@@ -122,12 +141,86 @@ def add_routes(app: fastapi.FastAPI, model: SuperResolutionModel) -> None:
   async def no_version(_, error: NoVersionAvailable) -> JSONResponse:
     return JSONResponse(status_code=503, content={"error": str(error)})
 
-  app.add_exception_handler(VersionNotFound, version_not_found)
-  app.add_exception_handler(NoVersionAvailable, no_version)
+  async def not_ready(_, error: kserve_errors.ModelNotReady) -> JSONResponse:
+    # KServe's own predict route checks readiness first; say why, as our routes do.
+    try:
+      model.versions.served()
+      message = str(error)
+    except NoVersionAvailable as reason:
+      message = str(reason)
+    logger.info("refused a request (503): %s", message)
+    return JSONResponse(status_code=503, content={"error": message})
+
+  async def overloaded(_, error: admission_control.Overloaded) -> JSONResponse:
+    return overloaded_response(error)
+
+  async def client_gone(request: fastapi.Request, _) -> Response:
+    # The client closed the connection while sending its body; nobody reads an answer.
+    logger.info("a client disconnected while sending %s %s", request.method, request.url.path)
+    return Response(status_code=499)  # nginx's "client closed request", for the access log
+
+  return {VersionNotFound: version_not_found, NoVersionAvailable: no_version,
+          kserve_errors.ModelNotReady: not_ready, admission_control.Overloaded: overloaded,
+          ClientDisconnect: client_gone}
 
 
-_STATUS = {kserve_errors.InvalidInput: 400, kserve_errors.ModelNotFound: 404,
-           kserve_errors.ModelNotReady: 503}
+def overloaded_response(error: admission_control.Overloaded) -> JSONResponse:
+  # No log line of ours: under a flood it would be one per refused request.
+  return JSONResponse(status_code=429, content={"error": str(error)},
+                      headers={"Retry-After": str(admission_control.RETRY_AFTER_SECONDS)})
+
+
+class AdmissionGate:
+  """ASGI middleware: refuses predictions while admission control is full, before the
+  body is read or parsed, so that a refusal costs the server next to nothing.
+
+  Uvicorn discards the unread body and keeps the connection open.
+  """
+
+  def __init__(self, app, admission: admission_control.Admission):
+    self.app = app
+    self.admission = admission
+
+  async def __call__(self, scope, receive, send):
+    if (scope["type"] == "http" and scope["method"] == "POST"
+        and scope["path"].endswith(PREDICT_SUFFIX)):
+      try:
+        self.admission.check()
+      except admission_control.Overloaded as error:
+        await overloaded_response(error)(scope, receive, send)
+        return
+    await self.app(scope, receive, send)
+
+
+class AdmissionMetrics:
+  """Admission counts for Prometheus (KServe's GET /metrics), read when scraped."""
+
+  def __init__(self, name: str, admission: admission_control.Admission):
+    self.name = name
+    self.admission = admission
+
+  def collect(self):
+    stats = self.admission.stats()
+    labels = ["model_name"]
+    for metric, help_text, value in (
+        ("predict_in_flight", "predictions running", stats.in_flight),
+        ("predict_queued", "predictions waiting for a slot", stats.queued),
+        ("predict_capacity", "predictions that may run or wait at once",
+         self.admission.capacity)):
+      gauge = GaugeMetricFamily(metric, help_text, labels=labels)
+      gauge.add_metric([self.name], value)
+      yield gauge
+    rejected = CounterMetricFamily("predict_rejected", "predictions refused (HTTP 429, gRPC "
+                                   "RESOURCE_EXHAUSTED)", labels=labels + ["reason"])
+    rejected.add_metric([self.name, "full"], stats.rejected_full)
+    rejected.add_metric([self.name, "queue_timeout"], stats.rejected_timeout)
+    yield rejected
+    completed = CounterMetricFamily("predict_completed", "predictions run", labels=labels)
+    completed.add_metric([self.name], stats.completed)
+    yield completed
+
+
+_STATUS = {kserve_errors.InvalidInput: 400, kserve_errors.ModelNotFound: 404}
 
 
 async def _client_error(_, error: Exception) -> JSONResponse:
@@ -139,10 +232,22 @@ async def _client_error(_, error: Exception) -> JSONResponse:
 
 class _RESTServer(RESTServer):
 
+  def __init__(self, *args, handlers: Dict[type, Callable],
+               admission: admission_control.Admission, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._handlers = handlers
+    self._admission = admission
+
+  def _add_middlewares(self, app: fastapi.FastAPI):
+    super()._add_middlewares(app)
+    app.add_middleware(AdmissionGate, admission=self._admission)  # the outermost
+
   def _add_exception_handlers(self, app: fastapi.FastAPI):
     super()._add_exception_handlers(app)
     for error in _STATUS:
       app.add_exception_handler(error, _client_error)
+    for error, handler in self._handlers.items():
+      app.add_exception_handler(error, handler)
 
 
 class ModelServer(kserve.ModelServer):
@@ -162,10 +267,12 @@ class ModelServer(kserve.ModelServer):
     for model in models:
       self.register_model(model)
     add_routes(kserve_model_server.app, models[0])
+    REGISTRY.register(AdmissionMetrics(models[0].name, models[0].admission))
     self._rest_server = _RESTServer(
         "kserve.model_server:app", self.dataplane, self.model_repository_extension,
         self.http_port, workers=1, grace_period=self.grace_period,
-        timeout_keep_alive=self.timeout_keep_alive)
+        timeout_keep_alive=self.timeout_keep_alive, handlers=exception_handlers(models[0]),
+        admission=models[0].admission)
     self._rest_server.config.host = self.host
     self.servers.append(self._rest_server.start())
     asyncio.run(self._serve())

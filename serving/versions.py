@@ -6,6 +6,10 @@
   only then switch to it. Requests in flight keep the version they started with.
 - A version that fails to load is logged and reported in the status with its error;
   the served version stays. It is tried again only if its saved_model.pb changes.
+- A served version whose folder is removed is unloaded, as TF Serving does: the
+  highest remaining version takes over, or, with none left, requests get a clear
+  "no version" error (503) until one is pushed. Requests already running finish on the
+  model in memory.
 """
 import dataclasses
 import logging
@@ -84,15 +88,15 @@ class VersionManager:
     self._lock = threading.Lock()
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
-    self._warned_missing = False
+    self._unloaded = ""  # why nothing is served after a version was removed
 
   def served(self, version: Optional[int] = None) -> ServedVersion:
     """The served version; when `version` is given, only if it is that one."""
     served = self._served  # one read: a swap cannot change it under the caller
     if served is None:
-      raise NoVersionAvailable(
+      raise NoVersionAvailable(self._unloaded or (
           f"no version of the model is loaded yet: waiting for a numbered version folder "
-          f"with {inference.SAVED_MODEL_FILE} under {self.base_dir}")
+          f"with {inference.SAVED_MODEL_FILE} under {self.base_dir}"))
     if version is not None and version != served.version:
       raise VersionNotFound(version, served.version)
     return served
@@ -106,31 +110,40 @@ class VersionManager:
       self._statuses[version] = VersionStatus(version, state, error)
 
   def poll(self) -> None:
-    """Looks at the base directory once; loads and switches to a newer version if there is one."""
+    """Looks at the base directory once: loads a newer version, or drops a removed one."""
     try:
       versions = inference.complete_versions(self.base_dir)
-    except OSError as error:
+    except FileNotFoundError:
+      versions = {}  # the base directory itself was removed
+    except OSError as error:  # e.g. a network file system hiccup: keep what is served
       logger.warning("cannot list %s: %s", self.base_dir, error)
       return
+    if versions:
+      target = max(versions)
+      served = self._served
+      if served is None or served.version != target:
+        try:
+          stamp = _stamp(versions[target])
+        except OSError:
+          stamp = None  # removed while we looked
+        if stamp is not None and self._failed.get(target) != stamp:
+          self._load(target, versions[target], stamp)
     served = self._served
-    if not versions:
-      if served is not None and not self._warned_missing:
-        logger.warning("no complete version left under %s; still serving version %d",
-                       self.base_dir, served.version)
-        self._warned_missing = True
-      return
-    self._warned_missing = False
-    target = max(versions)
-    if served is not None and served.version == target:
-      return
-    path = versions[target]
-    try:
-      stamp = _stamp(path)
-    except OSError:
-      return  # removed while we looked
-    if self._failed.get(target) == stamp:
-      return
-    self._load(target, path, stamp)
+    if served is not None and served.version not in versions:
+      self._unload_removed(served, versions)
+
+  def _unload_removed(self, served: ServedVersion, versions: Dict[int, str]) -> None:
+    """The served version's folder is gone and no other version could replace it."""
+    if versions:
+      reason = (f"version {served.version} was removed from {self.base_dir} and version "
+                f"{max(versions)}, the highest left, failed to load (see its status)")
+    else:
+      reason = (f"version {served.version} was removed from {self.base_dir} and no complete "
+                f"version is left; serving resumes when one is pushed")
+    self._unloaded = f"no version of the model is available: {reason}"
+    self._served = None
+    self._set_status(served.version, END)
+    logger.error("stopped serving: %s", reason)
 
   def _load(self, version: int, path: str, stamp: Tuple[int, int]) -> None:
     logger.info("loading version %d from %s", version, path)
@@ -149,6 +162,7 @@ class VersionManager:
       return
     self._failed.pop(version, None)
     previous, self._served = self._served, candidate
+    self._unloaded = ""
     self._set_status(version, AVAILABLE)
     if previous is not None:
       self._set_status(previous.version, END)

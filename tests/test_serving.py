@@ -11,8 +11,6 @@ import concurrent.futures
 import io
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,132 +30,31 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 import yaml
 
 from components import export
-from components.models import registry
-from pipeline import configs
 from serving import client
 from serving import launcher
 from superres import inference
 from superres import tiling
+from tests import serving_harness
+from tests.serving_harness import NAME, SERVING_PYTHON, Server
+from tests.serving_harness import local as _local
+from tests.serving_harness import pixels_of as _pixels
+from tests.serving_harness import png as _png
+from tests.serving_harness import random_image as _random_image
+from tests.serving_harness import wait_for as _wait_for
+
+if serving_harness.serving_environment_missing():
+  pytest.skip(serving_harness.MISSING_ENVIRONMENT, allow_module_level=True)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVING_PYTHON = os.path.join(launcher.SERVING_VENV, "bin", "python")
-if not os.access(SERVING_PYTHON, os.X_OK):
-  pytest.skip(f"the serving environment {launcher.SERVING_VENV} is missing; create it with "
-              f"{launcher.SETUP_SCRIPT}", allow_module_level=True)
-
-NAME = configs.MODEL_NAME
 MAX_PIXELS = 100 * 100  # small, so that the pixel limit and client tiling are cheap to test
 TILE, MARGIN = 64, 16  # (64 + 2 * 16)^2 = 9216 pixels per tile: under MAX_PIXELS
 POLL_SECONDS = 0.2
-START_TIMEOUT = 120
-STOP_TIMEOUT = 20
 SWAP_TIMEOUT = 60
-
-
-def _png(pixels: np.ndarray) -> bytes:
-  buffer = io.BytesIO()
-  Image.fromarray(pixels).save(buffer, format="PNG")
-  return buffer.getvalue()
-
-
-def _pixels(encoded: bytes) -> np.ndarray:
-  with Image.open(io.BytesIO(encoded)) as image:
-    return np.asarray(image.convert("RGB"))
-
-
-def _random_image(height: int, width: int, seed: int) -> np.ndarray:
-  return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def _free_port() -> int:
-  with socket.socket() as sock:
-    sock.bind(("127.0.0.1", 0))
-    return sock.getsockname()[1]
-
-
-def _wait_for(condition, timeout: float, what: str):
-  deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    value = condition()
-    if value:
-      return value
-    time.sleep(0.1)
-  raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class Server:
-  """A running `python -m serving` process and its addresses."""
-
-  def __init__(self, base: str, log_path: str):
-    self.base = base
-    self.log_path = log_path
-    self.rest_port, self.grpc_port = _free_port(), _free_port()
-    self.url = f"http://127.0.0.1:{self.rest_port}"
-    self.target = f"127.0.0.1:{self.grpc_port}"
-    args = launcher.add_arguments(argparse.ArgumentParser()).parse_args([
-        "--model-base", base, "--rest-port", str(self.rest_port),
-        "--grpc-port", str(self.grpc_port), "--poll-seconds", str(POLL_SECONDS),
-        "--max-pixels", str(MAX_PIXELS)])
-    self.command = launcher.serving_command(args)
-    self._log = open(log_path, "wb")  # pylint: disable=consider-using-with
-    self.process = subprocess.Popen(  # pylint: disable=consider-using-with
-        self.command, stdout=self._log, stderr=subprocess.STDOUT, cwd="/",
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-
-  def log(self) -> str:
-    with open(self.log_path, errors="replace") as f:
-      return f.read()
-
-  def status(self) -> requests.Response:
-    return requests.get(f"{self.url}/v1/models/{NAME}", timeout=10)
-
-  def served_versions(self):
-    statuses = self.status().json()["model_version_status"]
-    return {int(s["version"]): s for s in statuses}
-
-  def wait_ready(self) -> None:
-    def ready():
-      if self.process.poll() is not None:
-        raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.log()}")
-      try:
-        return self.status().status_code == 200
-      except requests.ConnectionError:
-        return False
-    _wait_for(ready, START_TIMEOUT, "the server to load version 1")
-
-  def stop(self) -> int:
-    """SIGTERM by PID; returns the exit status (a forced kill fails the test)."""
-    try:
-      if self.process.poll() is None:
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-          return self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-          os.kill(self.process.pid, signal.SIGKILL)
-          self.process.wait()
-          raise AssertionError(f"the server ignored SIGTERM for {STOP_TIMEOUT} s") from None
-      return self.process.returncode
-    finally:
-      self._log.close()
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-  """Two exported x2 models with different random weights: {version: (path, Upscaler)}.
-
-  Random rather than initial weights: an untrained network is exactly bicubic (its last
-  layer starts at zero), which would hide both the version and any seam between tiles.
-  """
-  store = tmp_path_factory.mktemp("exported")
-  exported = {}
-  for version in (1, 2):
-    model = registry.build_model("espcn", 2, width=8, depth=1)
-    rng = np.random.default_rng(version)
-    model.set_weights([rng.normal(0.0, 0.2, w.shape).astype(w.dtype) for w in model.get_weights()])
-    path = str(store / str(version))
-    export.export_serving_model(model, 2, path)
-    exported[version] = (path, inference.Upscaler(path))
-  return exported
+  return serving_harness.export_models(str(tmp_path_factory.mktemp("exported")))
 
 
 @pytest.fixture(scope="module")
@@ -165,18 +62,14 @@ def server(models, tmp_path_factory):
   base = tmp_path_factory.mktemp("serving") / NAME
   base.mkdir()
   shutil.copytree(models[1][0], base / "1")
-  running = Server(str(base), str(tmp_path_factory.mktemp("log") / "server.log"))
+  running = Server(str(base), str(tmp_path_factory.mktemp("log") / "server.log"),
+                   ["--poll-seconds", str(POLL_SECONDS), "--max-pixels", str(MAX_PIXELS)])
   try:
     running.wait_ready()
     yield running
   finally:
     status = running.stop()
   assert status == 0, f"the server exited with {status} on SIGTERM:\n{running.log()[-3000:]}"
-
-
-def _local(models, version: int, encoded: bytes) -> np.ndarray:
-  """What the pushed model gives locally through its serving signature."""
-  return _pixels(models[version][1].upscale_bytes(encoded))
 
 
 def _served(server) -> int:
@@ -469,7 +362,10 @@ def test_launcher_and_rest_client_need_no_tensorflow():
   assert launcher.serving_command(args) == [
       SERVING_PYTHON, "-m", "serving", "--model-base", os.path.abspath("m"), "--name", NAME,
       "--host", "127.0.0.1", "--rest-port", "8501", "--grpc-port", "8500",
-      "--poll-seconds", "1.0", "--max-pixels", str(launcher.DEFAULT_MAX_PIXELS)]
+      "--poll-seconds", "1.0", "--max-pixels", str(launcher.DEFAULT_MAX_PIXELS),
+      "--max-in-flight", str(launcher.DEFAULT_MAX_IN_FLIGHT),
+      "--max-queued", str(launcher.DEFAULT_MAX_QUEUED),
+      "--queue-timeout-seconds", str(launcher.DEFAULT_QUEUE_TIMEOUT_SECONDS)]
 
 
 MANIFESTS = os.path.join(ROOT, "kubeflow", "serving")

@@ -1,0 +1,185 @@
+"""The model server (`python -m serving`) as a real process, for the serving test modules.
+
+A Server runs in the serving environment on free loopback ports and is stopped by its
+PID. export_models() pushes tiny ESPCN models with different random weights, so that
+answers tell the versions apart; local() is what a version gives in this process.
+"""
+import argparse
+import io
+import os
+import signal
+import socket
+import subprocess
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+import requests
+
+from components import export
+from components.models import registry
+from pipeline import configs
+from serving import launcher
+from superres import inference
+
+SERVING_PYTHON = os.path.join(launcher.SERVING_VENV, "bin", "python")
+MISSING_ENVIRONMENT = (f"the serving environment {launcher.SERVING_VENV} is missing; create it "
+                       f"with {launcher.SETUP_SCRIPT}")
+NAME = configs.MODEL_NAME
+START_TIMEOUT = 180  # TensorFlow imports slowly on a busy machine
+STOP_TIMEOUT = 20
+
+
+def serving_environment_missing() -> bool:
+  return not os.access(SERVING_PYTHON, os.X_OK)
+
+
+def png(pixels: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def pixels_of(encoded: bytes) -> np.ndarray:
+  with Image.open(io.BytesIO(encoded)) as image:
+    return np.asarray(image.convert("RGB"))
+
+
+def random_image(height: int, width: int, seed: int) -> np.ndarray:
+  return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def free_port() -> int:
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.1):
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    value = condition()
+    if value:
+      return value
+    time.sleep(interval)
+  raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+Models = Dict[int, Tuple[str, inference.Upscaler]]
+
+
+def export_models(directory: str, versions=(1, 2)) -> Models:
+  """Exported x2 models with different random weights: {version: (path, Upscaler)}.
+
+  Random rather than initial weights: an untrained network is exactly bicubic (its last
+  layer starts at zero), which would hide both the version and any seam between tiles.
+  """
+  exported = {}
+  for version in versions:
+    model = registry.build_model("espcn", 2, width=8, depth=1)
+    rng = np.random.default_rng(version)
+    model.set_weights([rng.normal(0.0, 0.2, w.shape).astype(w.dtype) for w in model.get_weights()])
+    path = os.path.join(directory, str(version))
+    export.export_serving_model(model, 2, path)
+    exported[version] = (path, inference.Upscaler(path))
+  return exported
+
+
+def local(models: Models, version: int, encoded: bytes) -> np.ndarray:
+  """What the pushed model gives locally through its serving signature."""
+  return pixels_of(models[version][1].upscale_bytes(encoded))
+
+
+class Server:
+  """A running `python -m serving` process and its addresses.
+
+  `options` are further command-line options (e.g. ["--max-in-flight", "2"]); pass the
+  ports of a stopped server to start another in its place.
+  """
+
+  def __init__(self, base: str, log_path: str, options: List[str] = (),
+               rest_port: Optional[int] = None, grpc_port: Optional[int] = None):
+    self.base = base
+    self.log_path = log_path
+    self.rest_port, self.grpc_port = rest_port or free_port(), grpc_port or free_port()
+    self.url = f"http://127.0.0.1:{self.rest_port}"
+    self.target = f"127.0.0.1:{self.grpc_port}"
+    self.predict_url = f"{self.url}/v1/models/{NAME}:predict"
+    args = launcher.add_arguments(argparse.ArgumentParser()).parse_args([
+        "--model-base", base, "--rest-port", str(self.rest_port),
+        "--grpc-port", str(self.grpc_port), *options])
+    self.command = launcher.serving_command(args)
+    self.killed = False
+    self._log = open(log_path, "ab")  # pylint: disable=consider-using-with
+    self.process = subprocess.Popen(  # pylint: disable=consider-using-with
+        self.command, stdout=self._log, stderr=subprocess.STDOUT, cwd="/",
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+  @property
+  def pid(self) -> int:
+    return self.process.pid
+
+  def log(self) -> str:
+    with open(self.log_path, errors="replace") as f:
+      return f.read()
+
+  def status(self) -> requests.Response:
+    return requests.get(f"{self.url}/v1/models/{NAME}", timeout=10)
+
+  def served_versions(self):
+    statuses = self.status().json()["model_version_status"]
+    return {int(s["version"]): s for s in statuses}
+
+  def check_running(self) -> None:
+    if self.process.poll() is not None:
+      raise AssertionError(f"the server exited with {self.process.returncode}:\n"
+                           f"{self.log()[-3000:]}")
+
+  def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+    def ready():
+      self.check_running()
+      try:
+        return self.status().status_code == 200
+      except requests.ConnectionError:
+        return False
+    wait_for(ready, timeout, "the server to load a version")
+
+  def metrics(self) -> Dict[str, float]:
+    """The Prometheus samples of GET /metrics, keyed by name{labels} as printed."""
+    text = requests.get(f"{self.url}/metrics", timeout=10).text
+    samples = {}
+    for line in text.splitlines():
+      if line and not line.startswith("#"):
+        key, value = line.rsplit(" ", 1)
+        samples[key] = float(value)
+    return samples
+
+  def open_fds(self) -> int:
+    return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+  def threads(self) -> int:
+    with open(f"/proc/{self.pid}/status") as f:
+      return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+  def kill(self) -> None:
+    """SIGKILL, as an out-of-memory kill or a node failure would end it."""
+    os.kill(self.pid, signal.SIGKILL)
+    self.process.wait()
+    self.killed = True
+    self._log.close()
+
+  def stop(self) -> int:
+    """SIGTERM by PID; returns the exit status (a forced kill fails the test)."""
+    try:
+      if self.process.poll() is None:
+        os.kill(self.pid, signal.SIGTERM)
+        try:
+          return self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+          os.kill(self.pid, signal.SIGKILL)
+          self.process.wait()
+          raise AssertionError(f"the server ignored SIGTERM for {STOP_TIMEOUT} s") from None
+      return self.process.returncode
+    finally:
+      self._log.close()
