@@ -1,26 +1,33 @@
 """Image files in a folder or bucket: finding them, reading and checking one.
 
-Plain Python (Pillow and tf.io.gfile, so gs:// paths work); the image ExampleGen
-runs these functions inside its Beam pipeline and the CLI calls
-`list_image_files` before it builds one.
+Plain Python (Pillow and the os module; tf.io.gfile for bucket paths such as
+gs://, imported only for them). The image ExampleGen runs these functions inside
+its Beam pipeline, the CLI calls `list_image_files` before it builds one, and
+`superres upscale` checks its input with `read_file` and `load_image` before
+TensorFlow loads.
 
 A readable image becomes an `ImageRecord` whose bytes `tf.io.decode_image`
-turns into the upright picture. Anything else raises `UnusableImageError` with a
-one-sentence reason, so the caller can quarantine the file instead of failing.
+turns into the upright picture. Anything else raises `UnusableImageError` whose
+str() is a short reason saying what is wrong and what to do, so the caller can
+quarantine the file (or name it in one line) instead of failing.
 """
 import dataclasses
+import errno
 import fnmatch
 import hashlib
+import heapq
 import io
 import os
 import posixpath
-from typing import Iterable, List
+import re
+import stat
+from typing import Iterable, Iterator, List, Tuple, Union
+import warnings
 
 import numpy as np
 from PIL import ExifTags
 from PIL import Image
 from PIL import ImageOps
-import tensorflow as tf
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Pillow formats opened at all; a file of any other format is "not an image".
@@ -29,15 +36,24 @@ PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 # Checked on the header, before any pixel is decoded: a tiny file can declare a
 # picture that would take gigabytes to decode (a decompression bomb).
 MAX_PIXELS = 64_000_000
+# No picture within MAX_PIXELS needs a bigger file (8 bytes a pixel is 16-bit
+# RGBA, uncompressed); a file is read whole, so this bounds the memory it takes.
+MAX_FILE_BYTES = 8 * MAX_PIXELS
 # Smaller pictures cannot give a training patch at the largest scale (x4);
-# schemas/schema.pbtxt asks the same of height and width.
+# schemas/schema.pbtxt asks the same of height and width. Larger ones that are
+# still smaller than a training tile are resized up by Transform.
 MIN_SIDE = 16
+
+# Pillow warns of pictures over its own limit, which is above MAX_PIXELS: every
+# such picture is refused here anyway, so the warning would only be noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 _ORIENTATION = ExifTags.Base.Orientation
 # Modes TensorFlow decodes from PNG as Pillow shows them (at 8 bits or fewer).
 _PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")
 _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 _16_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+_FORMAT_NAMES = "JPEG, PNG, BMP, GIF, TIFF or WebP"
 
 
 class NoImagesError(ValueError):
@@ -45,22 +61,26 @@ class NoImagesError(ValueError):
 
 
 class UnusableImageError(ValueError):
-  """A file that cannot become a training image; str() is the reason."""
+  """A file that cannot be used as an image; str() says why and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Rejected:
-  """A file (or folder) left out of the examples, and why."""
-  path: str  # relative to the input folder
+  """A folder (path ending in '/') left out while listing, and why."""
+  path: str  # relative to the input folder, as display_path shows it
   reason: str
 
 
 @dataclasses.dataclass(frozen=True)
 class FolderContents:
-  """Files under an input folder, as paths relative to it ('/'-separated), sorted."""
+  """Files under an input folder, as paths relative to it ('/'-separated), sorted.
+
+  Local names that are not UTF-8 keep their bytes as surrogate escapes (as
+  os.listdir gives them), so they can be opened; show them with display_path.
+  """
   images: List[str]  # files with an image extension
   others: List[str]  # files without one: ignored
-  unlisted: List[Rejected]  # subfolders that could not be listed
+  unlisted: List[Rejected]  # subfolders not listed: unreadable, or links to folders already read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,41 +103,45 @@ def matches(relative_path: str, pattern: str) -> bool:
   return fnmatch.fnmatchcase(relative_path, pattern)
 
 
+def display_path(path: Union[str, bytes, os.PathLike]) -> str:
+  """A path as valid UTF-8 text, bytes of a name that is not UTF-8 shown as \\xNN.
+
+  For messages, reports and the FILENAME feature; open files by the path itself.
+  """
+  return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _is_remote(path: str) -> bool:
+  return "://" in path
+
+
+def _tf():
+  """TensorFlow, for bucket paths only: loading it takes seconds."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  return tf
+
+
 def scan_folder(input_base: str) -> FolderContents:
   """Walks the whole tree under `input_base`.
+
+  Symbolic links to folders are followed, each folder being listed once: a link
+  to a folder already read (a loop back to a folder above it, or a second path
+  to one) goes to `unlisted` with its reason, so the walk always ends and no
+  image is read twice.
 
   Raises:
     NoImagesError: the folder does not exist, cannot be listed or holds no image.
   """
   base = input_base.rstrip("/") or "/"
-  if not tf.io.gfile.isdir(base):
-    raise NoImagesError(
-        f"The input folder {input_base} does not exist or is not a folder; "
-        "pass a folder that holds your images.")
+  walk = _walk_bucket if _is_remote(base) else _walk_local
   images, others, unlisted = [], [], []
-  pending = [""]
-  while pending:
-    folder = pending.pop()
-    try:
-      names = tf.io.gfile.listdir(os.path.join(base, folder) if folder else base)
-    except tf.errors.OpError as error:
-      if not folder:
-        raise NoImagesError(
-            f"The input folder {input_base} cannot be listed ({_os_reason(error)}); "
-            "check its permissions.") from error
-      unlisted.append(Rejected(
-          folder + "/", f"The folder could not be listed ({_os_reason(error)}), "
-          "so the images in it were not read."))
-      continue
-    for name in names:
-      # Buckets list subfolders with a trailing '/'; local folders need a check.
-      relative = posixpath.join(folder, name.rstrip("/"))
-      if name.endswith("/") or tf.io.gfile.isdir(os.path.join(base, relative)):
-        pending.append(relative)
-      elif is_image_path(relative):
-        images.append(relative)
-      else:
-        others.append(relative)
+  for item in walk(input_base, base):
+    if isinstance(item, Rejected):
+      unlisted.append(item)
+    elif is_image_path(item):
+      images.append(item)
+    else:
+      others.append(item)
   if not images:
     raise NoImagesError(
         f"The input folder {input_base} holds no images "
@@ -125,6 +149,103 @@ def scan_folder(input_base: str) -> FolderContents:
         "too); put image files in it or pass another folder.")
   return FolderContents(sorted(images), sorted(others), sorted(
       unlisted, key=lambda r: r.path))
+
+
+def _walk_local(input_base: str, base: str) -> Iterator[Union[str, Rejected]]:
+  """Relative paths of the files under a local folder, and the subfolders left out."""
+  if not os.path.isdir(base):
+    raise NoImagesError(_missing_folder(input_base))
+  listed = {}  # real path of every folder listed -> its relative path
+  # Linked folders wait until no plain one is left, so that of two paths to a
+  # folder a link is the one left out; of two links, the second in path order.
+  plain, linked = [""], []  # a stack and a heap
+  while plain or linked:
+    folder = plain.pop() if plain else heapq.heappop(linked)
+    path = os.path.join(base, folder) if folder else base
+    real = os.path.realpath(path)
+    if real in listed:
+      yield Rejected(display_path(folder) + "/", _second_path_reason(path, listed[real]))
+      continue
+    try:
+      with os.scandir(path) as scanned:
+        entries = list(scanned)
+    except OSError as error:
+      if not folder:
+        raise NoImagesError(_unlistable_folder(input_base, _os_reason(error))) from error
+      yield Rejected(display_path(folder) + "/", _unlisted_reason(_os_reason(error)))
+      continue
+    listed[real] = folder
+    for entry in entries:
+      relative = posixpath.join(folder, entry.name)
+      if not _is_folder(entry):
+        yield relative
+      elif entry.is_symlink():
+        heapq.heappush(linked, relative)
+      else:
+        plain.append(relative)
+
+
+def _walk_bucket(input_base: str, base: str) -> Iterator[Union[str, Rejected]]:
+  """Relative paths of the files under a bucket path, and the subfolders left out."""
+  tf = _tf()
+  if not tf.io.gfile.isdir(base):
+    raise NoImagesError(_missing_folder(input_base))
+  pending = [""]
+  while pending:
+    folder = pending.pop()
+    try:
+      names = tf.io.gfile.listdir(posixpath.join(base, folder) if folder else base)
+    except tf.errors.OpError as error:
+      if not folder:
+        raise NoImagesError(_unlistable_folder(input_base, _tf_reason(error))) from error
+      yield Rejected(folder + "/", _unlisted_reason(_tf_reason(error)))
+      continue
+    for name in names:
+      # Buckets list subfolders with a trailing '/'; some file systems need a check.
+      relative = posixpath.join(folder, name.rstrip("/"))
+      if name.endswith("/") or tf.io.gfile.isdir(posixpath.join(base, relative)):
+        pending.append(relative)
+      else:
+        yield relative
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+  try:
+    return entry.is_dir()  # follows links; False for a link that loops or leads nowhere
+  except OSError:
+    return False  # listed as a file: read_file says what is wrong with it
+
+
+def _missing_folder(input_base: str) -> str:
+  return (f"The input folder {input_base} does not exist or is not a folder; "
+          "pass a folder that holds your images.")
+
+
+def _unlistable_folder(input_base: str, reason: str) -> str:
+  return f"The input folder {input_base} cannot be listed ({reason}); check its permissions."
+
+
+def _unlisted_reason(reason: str) -> str:
+  return f"folder could not be listed ({reason}), so the images in it were not read"
+
+
+def _second_path_reason(path: str, first: str) -> str:
+  """Why a (linked) folder whose real path was listed already is left out."""
+  link = f"{display_path(os.path.basename(path))} -> {_link_target(path)}"
+  real = os.path.realpath(path)
+  parent = os.path.realpath(os.path.dirname(path))
+  if parent == real or parent.startswith(real.rstrip(os.sep) + os.sep):
+    return f"symbolic link loop ({link}, a folder above it); not followed"
+  shown = display_path(first) + "/" if first else "the input folder"
+  return (f"symbolic link to {shown}, which is read already ({link}); not followed, "
+          "so its images are not read twice")
+
+
+def _link_target(path: str) -> str:
+  try:
+    return display_path(os.readlink(path))
+  except OSError:
+    return display_path(os.path.realpath(path))
 
 
 def list_image_files(input_base: str) -> List[str]:
@@ -147,30 +268,146 @@ def fingerprint(input_base: str, patterns: Iterable[str] = ("*",)) -> str:
   digest = hashlib.sha256()
   count = total_bytes = 0
   for path in sorted(contents.images + contents.others):
-    if not any(matches(path, pattern) for pattern in patterns):
-      continue
-    stat = tf.io.gfile.stat(os.path.join(input_base, path))
-    digest.update(f"{path}\0{stat.length}\0{stat.mtime_nsec}\n".encode("utf-8"))
+    if not any(matches(display_path(path), pattern) for pattern in patterns):
+      continue  # as the executor selects them
+    size, mtime_ns = _size_and_mtime(os.path.join(input_base, path))
+    digest.update(f"{path}\0{size}\0{mtime_ns}\n".encode("utf-8", "surrogateescape"))
     count += 1
-    total_bytes += stat.length
+    total_bytes += max(size, 0)
   for rejected in contents.unlisted:
     digest.update(f"{rejected.path}\0unlisted\n".encode("utf-8"))
   return f"files:{count},bytes:{total_bytes},sha256:{digest.hexdigest()}"
 
 
-def read_image(path: str) -> ImageRecord:
-  """Reads and checks one image file (local or bucket path).
+def _size_and_mtime(path: str) -> Tuple[int, int]:
+  """(-1, -1) for a file that cannot be looked at (a broken link): read_file says why."""
+  if _is_remote(path):
+    info = _tf().io.gfile.stat(path)
+    return info.length, info.mtime_nsec
+  try:
+    info = os.stat(path)
+  except OSError:
+    return -1, -1
+  return info.st_size, info.st_mtime_ns
+
+
+def read_file(path: Union[str, os.PathLike]) -> bytes:
+  """The bytes of one file (local or bucket path), read whole.
+
+  Raises:
+    UnusableImageError: no such file, not a regular file (a folder, or a named
+      pipe that would block the reader), a symbolic link that loops or leads
+      nowhere, no permission to read it, or over MAX_FILE_BYTES.
+  """
+  path = os.fsdecode(os.fspath(path))
+  if _is_remote(path):
+    return _read_bucket_file(path)
+  try:
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+      raise UnusableImageError(f"not a file but {_file_kind(info.st_mode)}")
+    _check_file_size(info.st_size)
+    with open(path, "rb") as f:
+      data = f.read(MAX_FILE_BYTES + 1)  # bounded, should the file grow meanwhile
+  except OSError as error:
+    raise UnusableImageError(_unreadable_reason(error, path)) from error
+  _check_file_size(len(data))
+  return data
+
+
+def _read_bucket_file(path: str) -> bytes:
+  tf = _tf()
+  try:
+    _check_file_size(tf.io.gfile.stat(path).length)
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return f.read()
+  except tf.errors.OpError as error:
+    raise UnusableImageError(f"cannot be read ({_tf_reason(error)})") from error
+
+
+def _check_file_size(size: int) -> None:
+  if size > MAX_FILE_BYTES:
+    raise UnusableImageError(
+        f"{size / 1e6:.0f} MB file, over the limit of {MAX_FILE_BYTES / 1e6:g} MB for an "
+        "image, so it was not read")
+
+
+def _file_kind(mode: int) -> str:
+  if stat.S_ISDIR(mode):
+    return "a folder"
+  if stat.S_ISFIFO(mode):
+    return "a named pipe (reading it could wait forever)"
+  if stat.S_ISSOCK(mode):
+    return "a socket"
+  return "a device"
+
+
+def _unreadable_reason(error: OSError, path: str) -> str:
+  if error.errno == errno.ELOOP:
+    return (f"symbolic link loop ({display_path(os.path.basename(path))} -> "
+            f"{_link_target(path)}); fix or remove the link")
+  if error.errno == errno.ENOENT and os.path.islink(path):
+    return (f"symbolic link to {_link_target(path)}, which does not exist; "
+            "fix or remove the link")
+  if error.errno == errno.ENOENT:
+    return "no such file"
+  if error.errno in (errno.EACCES, errno.EPERM):
+    return "cannot be read (permission denied); check the file's permissions"
+  return f"cannot be read ({_os_reason(error)})"
+
+
+def read_image(path: Union[str, os.PathLike]) -> ImageRecord:
+  """Reads and checks one image file (local or bucket path), as the ExampleGen does.
 
   Raises:
     UnusableImageError: the file cannot be read or is not a usable image.
   """
-  try:
-    with tf.io.gfile.GFile(path, "rb") as f:
-      data = f.read()
-  except tf.errors.OpError as error:
+  return decode_image(read_file(path))
+
+
+def open_image(data: bytes) -> Image.Image:
+  """Pillow's view of encoded image bytes, from their header: no pixel decoded yet.
+
+  Raises:
+    UnusableImageError: empty, not an image in a supported format, or a picture
+      over MAX_PIXELS (a possible decompression bomb).
+  """
+  if not data:
     raise UnusableImageError(
-        f"The file could not be read ({_os_reason(error)}).") from error
-  return decode_image(data)
+        "empty file (0 bytes): it was probably not copied completely; copy it again "
+        "or remove it")
+  try:
+    image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
+  except Image.UnidentifiedImageError as error:
+    raise UnusableImageError(_not_an_image_reason(data)) from error
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    # Pillow's own guard, for pictures far over MAX_PIXELS (a warning is an
+    # exception only when warnings are turned into errors).
+    declared = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(declared.group(1)) / 1e6:g} megapixels" if declared else "far too many pixels"
+    raise UnusableImageError(_too_many_pixels(size)) from error
+  except Exception as error:  # pylint: disable=broad-except
+    raise UnusableImageError(_corrupt_reason(error)) from error
+  width, height = image.size
+  if width * height > MAX_PIXELS:
+    image.close()
+    raise UnusableImageError(_too_many_pixels(f"{width} x {height} pixels"))
+  return image
+
+
+def load_image(data: bytes) -> Image.Image:
+  """The whole picture (its first frame) decoded and turned upright per its EXIF
+  orientation, at any size up to MAX_PIXELS: what upscaling reads.
+
+  Raises:
+    UnusableImageError: as open_image, or the image data is damaged or truncated.
+  """
+  with open_image(data) as image:
+    try:
+      image.load()  # decodes every pixel: truncated or corrupt data fails here
+      return ImageOps.exif_transpose(image)  # a copy, still valid once `image` is closed
+    except Exception as error:  # pylint: disable=broad-except
+      raise UnusableImageError(_corrupt_reason(error)) from error
 
 
 def decode_image(data: bytes) -> ImageRecord:
@@ -186,33 +423,12 @@ def decode_image(data: bytes) -> ImageRecord:
   Raises:
     UnusableImageError: empty, not an image, too large, too small or corrupt.
   """
-  if not data:
-    raise UnusableImageError("The file is empty (0 bytes).")
-  try:
-    image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
-  except Image.UnidentifiedImageError as error:
-    raise UnusableImageError(
-        "The file is not an image in a supported format "
-        f"({', '.join(PILLOW_FORMATS)}).") from error
-  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-    # Pillow's own guard (a warning, or an error past twice its limit) fires
-    # for pictures far over MAX_PIXELS; the warning is an exception only when
-    # warnings are turned into errors.
-    raise UnusableImageError(
-        f"The image is over the limit of {MAX_PIXELS / 1e6:g} megapixels "
-        "(a possible decompression bomb).") from error
-  except Exception as error:  # pylint: disable=broad-except
-    raise UnusableImageError(_corrupt_reason(error)) from error
-  with image:
+  with open_image(data) as image:
     width, height = image.size
-    if width * height > MAX_PIXELS:
-      raise UnusableImageError(
-          f"The image is {width} x {height} pixels, over the limit of "
-          f"{MAX_PIXELS / 1e6:g} megapixels (a possible decompression bomb).")
     if min(width, height) < MIN_SIDE:
       raise UnusableImageError(
-          f"The image is {width} x {height} pixels, smaller than the minimum "
-          f"of {MIN_SIDE} pixels per side.")
+          f"{width} x {height} pixels, smaller than the minimum of {MIN_SIDE} pixels "
+          "per side that training needs; use a larger picture or remove it")
     try:
       image.load()  # decodes every pixel: truncated or corrupt data fails here
       if _tensorflow_reads_as_is(image, data):
@@ -267,11 +483,42 @@ def _channels(image: Image.Image) -> int:
   return len(image.getbands())
 
 
+def _too_many_pixels(size: str) -> str:
+  return (f"{size}, over the limit of {MAX_PIXELS / 1e6:g} megapixels (a possible "
+          "decompression bomb), so it was not decoded; downscale it if it is a real picture")
+
+
+def _not_an_image_reason(data: bytes) -> str:
+  head = data[:1024]
+  if b"<html" in head.lower() or head.lstrip().lower().startswith(b"<!doctype html"):
+    found = " (it holds an HTML page: a web page saved in place of the picture?)"
+  elif not head.translate(None, _TEXT_BYTES):
+    found = " (it holds text)"
+  else:
+    found = ""
+  return f"not an image format that can be read{found}; use {_FORMAT_NAMES}"
+
+
+# Bytes of text files (as file(1) tells text from binary): printable, UTF-8 and
+# the usual control characters.
+_TEXT_BYTES = bytes({7, 8, 9, 10, 12, 13, 27} | set(range(0x20, 0x100)) - {0x7F})
+
+
 def _corrupt_reason(error: Exception) -> str:
-  return f"The image data is corrupt or truncated ({error})."
+  return f"damaged or truncated image data ({error}); copy the file again or remove it"
 
 
-def _os_reason(error: tf.errors.OpError) -> str:
+def _os_reason(error: OSError) -> str:
+  if error.errno in (errno.EACCES, errno.EPERM):
+    return "permission denied"
+  if error.errno == errno.ENOENT:
+    return "it no longer exists"
+  return (error.strerror or str(error)).lower()
+
+
+def _tf_reason(error) -> str:
+  """The reason of a tf.errors.OpError, for bucket paths."""
+  tf = _tf()
   if isinstance(error, tf.errors.PermissionDeniedError):
     return "permission denied"
   if isinstance(error, tf.errors.NotFoundError):

@@ -110,13 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="container image of every step (kubeflow/Dockerfile)")
   compile_.add_argument("--pipeline-root", default=configs.KUBEFLOW_PIPELINE_ROOT,
                         help="bucket path for the pipeline's artifacts")
+  # The run parameters of the compiled pipeline: these set their defaults.
   compile_.add_argument("--data-root", default=configs.KUBEFLOW_DATA_ROOT,
                         help="default of the data_root run parameter (image folder)")
   compile_.add_argument("--serving-dir", default=configs.KUBEFLOW_SERVING_DIR,
-                        help="where the Pusher writes <serving-dir>/superres/<version>/")
+                        help="default of serving_dir: the Pusher writes "
+                        "<serving-dir>/superres/<version>/")
   compile_.add_argument("--profile", default=configs.DEFAULT_PROFILE,
-                        choices=sorted(configs.PROFILES))
-  compile_.add_argument("--scale", type=_scale, default=configs.DEFAULT_SCALE)
+                        choices=sorted(configs.PROFILES), help="default of profile")
+  compile_.add_argument("--scale", type=_scale, default=configs.DEFAULT_SCALE,
+                        help="default of scale")
+  compile_.add_argument("--train-steps", type=_steps, metavar="N",
+                        help="default of train_steps (default: the profile's)")
 
   runs = commands.add_parser("runs", help="past pipeline runs: data, scores, pushed version")
   runs.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
@@ -179,14 +184,31 @@ def _write_run_report(summary, options) -> str:
 
 
 def _upscale(args) -> int:
-  _check_path_exists(args.input, "input image")
+  if args.model is not None:
+    _check_path_exists(args.model, "model")
+  _check_input_image(args.input)
   if args.model is None:
     return _upscale_remotely(args)
   from superres import inference  # pylint: disable=import-outside-toplevel
-  _check_path_exists(args.model, "model")
   height, width = inference.upscale_file(args.input, args.output, args.model, scale=args.scale)
-  print(f"Wrote {args.output} ({width}x{height})")
+  print(f"Wrote {_shown(args.output)} ({width}x{height})")
   return 0
+
+
+def _check_input_image(path: str) -> None:
+  """Reads and decodes the input as inference will, but before TensorFlow loads:
+  a file that is not a usable image stops the command at once, in one line."""
+  from components import image_files  # pylint: disable=import-outside-toplevel
+  try:
+    image_files.load_image(image_files.read_file(path)).close()
+  except image_files.UnusableImageError as error:
+    raise UsageError(f"input image {image_files.display_path(path)}: {error}") from None
+
+
+def _shown(path: str) -> str:
+  """A path printable on any terminal (names need not be UTF-8)."""
+  from components import image_files  # pylint: disable=import-outside-toplevel
+  return image_files.display_path(path)
 
 
 def _upscale_remotely(args) -> int:
@@ -195,7 +217,7 @@ def _upscale_remotely(args) -> int:
             else client.GrpcClient(args.grpc, args.name))
   with remote:
     height, width = client.upscale_file(args.input, args.output, remote, scale=args.scale)
-  print(f"Wrote {args.output} ({width}x{height}) via {args.server or args.grpc}")
+  print(f"Wrote {_shown(args.output)} ({width}x{height}) via {args.server or args.grpc}")
   return 0
 
 
@@ -244,12 +266,15 @@ def _compile(args) -> int:
   out = kubeflow_v2_runner.compile_pipeline(
       args.kubeflow, profile=args.profile, scale=args.scale, image=args.image,
       pipeline_root=args.pipeline_root, data_root=args.data_root,
-      serving_dir=args.serving_dir)
-  print(f"Wrote {out} in {time.perf_counter() - start:.1f} s: profile '{args.profile}', "
-        f"scale x{args.scale}, image {args.image}\n"
-        f"  pipeline root {args.pipeline_root}\n"
-        f"  run parameter {kubeflow_v2_runner.DATA_ROOT_PARAMETER} (default {args.data_root})\n"
-        f"  pushes to {args.serving_dir}/{configs.MODEL_NAME}/<version>/\n"
+      serving_dir=args.serving_dir, train_steps=args.train_steps)
+  seconds = time.perf_counter() - start
+  defaults = kubeflow_v2_runner.parameter_defaults(args.profile, args.scale, args.train_steps,
+                                                   args.data_root, args.serving_dir)
+  print(f"Wrote {out} in {seconds:.1f} s: image {args.image}, "
+        f"pipeline root {args.pipeline_root}\n"
+        "  run parameters (a submission may set each; these are the defaults):\n" +
+        "".join(f"    {name} = {value}\n" for name, value in defaults.items()) +
+        f"  pushes to <serving_dir>/{configs.MODEL_NAME}/<version>/\n"
         "Submit it with the KFP client or Vertex AI: kubeflow/README.md")
   return 0
 

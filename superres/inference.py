@@ -10,10 +10,11 @@ import os
 from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 import tensorflow as tf
 
 from components import export
+from components import image_files
 from components import image_ops
 from pipeline import configs
 from superres import tiling
@@ -186,33 +187,25 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
 def read_image(path: str) -> np.ndarray:
   """An image file as float32 RGB [H, W, 3] in [0, 1], upright per its EXIF orientation.
 
-  Multi-frame files (GIF, TIFF) give their first frame.
+  Multi-frame files (GIF, TIFF) give their first frame. The file is read and
+  checked as the pipeline's ExampleGen does (components.image_files: no
+  decompression bombs, links that loop, ...), at any size from 1 x 1.
+
+  Raises:
+    ImageReadError: naming the file and what is wrong with it.
   """
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    raise ImageReadError(f"{path}: no such file")
-  if not os.path.isfile(path):
-    raise ImageReadError(f"{path}: not a file")
   try:
-    with Image.open(path) as opened:
-      opened.load()
-      image = ImageOps.exif_transpose(opened)
-  except UnidentifiedImageError:
-    raise ImageReadError(
-        f"{path}: not an image format that can be read (use PNG, JPEG, BMP, GIF, "
-        f"TIFF or WebP)") from None
-  except Image.DecompressionBombError as error:
-    raise ImageReadError(f"{path}: too large to read safely ({error})") from None
-  except (OSError, ValueError, SyntaxError) as error:
-    raise ImageReadError(f"{path}: damaged or truncated image file ({error})") from None
+    image = image_files.load_image(image_files.read_file(path))
+  except image_files.UnusableImageError as error:
+    raise ImageReadError(f"{image_files.display_path(path)}: {error}") from None
   try:
     array = _to_rgb_array(image)
   except ValueError as error:
     raise ImageReadError(
-        f"{path}: pixel mode {image.mode} cannot be converted to RGB ({error}); "
-        f"save the image as 8-bit RGB") from None
-  if array.shape[0] == 0 or array.shape[1] == 0:
-    raise ImageReadError(f"{path}: image has no pixels")
+        f"{image_files.display_path(path)}: pixel mode {image.mode} cannot be converted to "
+        f"RGB ({error}); save the image as 8-bit RGB") from None
+  finally:
+    image.close()
   return array
 
 
@@ -258,9 +251,9 @@ def upscale_file(input_path: str, output_path: str, model_path: Union[str, Upsca
   `model_path` may also be an already loaded Upscaler, to upscale many files with one load.
   The output format follows `output_path`'s extension.
   """
+  lr = read_image(input_path)  # a bad file fails before the model loads
   upscaler = model_path if isinstance(model_path, Upscaler) else load_model(model_path)
   check_scale(upscaler, scale)
-  lr = read_image(input_path)
   sr = upscaler.upscale(lr)
   write_image(output_path, sr)
   return sr.shape[0], sr.shape[1]

@@ -143,7 +143,7 @@ class TestExecutor:
     reasons = {q["path"]: q["reason"] for q in report["quarantined"]}
     assert sorted(reasons) == sorted(BAD)
     assert "empty" in reasons["empty.jpg"]
-    assert "corrupt or truncated" in reasons["b/truncated.jpg"]
+    assert "damaged or truncated" in reasons["b/truncated.jpg"]
     assert "not an image" in reasons["b/c/notes.jpg"]
     assert "megapixels" in reasons["bomb.png"]
     assert "smaller than the minimum" in reasons["tiny/tiny.png"]
@@ -169,6 +169,24 @@ class TestExecutor:
       run_executor(input_base, str(output_dir))
     assert input_base in str(caught.value)
     assert not os.listdir(output_dir)
+
+  def test_one_picture_never_reaches_two_input_splits(self, tmp_path):
+    input_base = tmp_path / "in"
+    samples.write_tree(input_base, {
+        "train/a.png": samples.gray_png(), "train/same.jpg": samples.rgb_jpeg(),
+        "eval/same_copy.jpg": samples.rgb_jpeg(), "eval/b.png": samples.rgba_png()})
+    input_config = example_gen_pb2.Input(splits=[
+        example_gen_pb2.Input.Split(name="train", pattern="train/*"),
+        example_gen_pb2.Input.Split(name="eval", pattern="eval/*")])
+    examples = run_executor(str(input_base), str(tmp_path / "out"), input_config=input_config)
+    # The copy first in path order is kept: eval/ sorts before train/.
+    assert sorted(read_split(examples, "eval")) == ["eval/b.png", "eval/same_copy.jpg"]
+    assert sorted(read_split(examples, "train")) == ["train/a.png"]
+    with open(os.path.join(examples.uri, executor.QUARANTINE_FILE)) as f:
+      quarantined = json.load(f)["quarantined"]
+    assert quarantined == [{"path": "train/same.jpg", "reason": (
+        "duplicate of eval/same_copy.jpg (the same bytes); only that copy is used, so one "
+        "picture cannot be in both train and eval")}]
 
   def test_nothing_usable_is_an_error_naming_the_report(self, tmp_path):
     input_base = tmp_path / "in"

@@ -5,9 +5,12 @@ the picture the sample was made from, through tf.io.decode_image as the
 pipeline decodes it.
 """
 import io
+import json
 import os
 import re
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
 
@@ -15,7 +18,6 @@ import numpy as np
 from PIL import ExifTags
 from PIL import Image
 import pytest
-import tensorflow as tf
 
 from components import image_files
 
@@ -120,7 +122,14 @@ def tiny_png() -> bytes:
 
 
 def tf_decode(record: image_files.ImageRecord) -> np.ndarray:
-  return tf.io.decode_image(record.encoded, expand_animations=False).numpy()
+  return _tf().io.decode_image(record.encoded, expand_animations=False).numpy()
+
+
+def _tf():
+  """TensorFlow, imported by the tests that use it: tests/bad_corpus.py builds on the
+  samples here in processes that must stay small (benchmarks/ingest_memory.py)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  return tf
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -203,19 +212,24 @@ class TestReencodesAsPng:
 
 class TestQuarantineReasons:
 
-  @pytest.mark.parametrize("data, words", [
-      (b"", "empty (0 bytes)"),
-      (truncated_jpeg(), "corrupt or truncated"),
-      (b"shopping list: milk, eggs\n", "not an image"),
-      (png_declaring(40000, 40000), "over the limit of 64 megapixels"),
-      (png_declaring(9000, 8000), "9000 x 8000 pixels, over the limit of 64 megapixels"),
-      (tiny_png(), "1 x 1 pixels, smaller than the minimum of 16 pixels"),
-      (png_declaring(400, 15), "400 x 15 pixels, smaller than the minimum"),
+  @pytest.mark.parametrize("data, words, what_to_do", [
+      (b"", "empty file (0 bytes)", "copy it again or remove it"),
+      (truncated_jpeg(), "damaged or truncated", "copy the file again or remove it"),
+      (b"shopping list: milk, eggs\n", "not an image format that can be read (it holds text)",
+       "use JPEG, PNG"),
+      (b"  <HTML><body>Not found</body></HTML>", "(it holds an HTML page", "use JPEG, PNG"),
+      (b"\x00\x01\x02binary", "not an image format that can be read;", "use JPEG, PNG"),
+      (png_declaring(40000, 40000), "1600 megapixels, over the limit of 64 megapixels",
+       "downscale it"),
+      (png_declaring(9000, 8000), "9000 x 8000 pixels, over the limit of 64 megapixels",
+       "downscale it"),
+      (tiny_png(), "1 x 1 pixels, smaller than the minimum of 16 pixels", "use a larger picture"),
+      (png_declaring(400, 15), "400 x 15 pixels, smaller than the minimum", "use a larger picture"),
   ])
-  def test_reason(self, data, words):
+  def test_reason_says_what_is_wrong_and_what_to_do(self, data, words, what_to_do):
     with pytest.raises(image_files.UnusableImageError, match=re.escape(words)) as caught:
       image_files.decode_image(data)
-    assert str(caught.value).endswith(".")
+    assert what_to_do in str(caught.value)
 
   def test_pillow_bomb_warning_as_error_is_quarantined_too(self):
     # 100 megapixels: Pillow warns (between its limit and twice it).
@@ -236,25 +250,57 @@ class TestQuarantineReasons:
     with pytest.raises(image_files.UnusableImageError, match="smaller than the minimum"):
       image_files.decode_image(encode(Image.fromarray(picture(side - 1, side)), "PNG"))
 
-  def test_unreadable_file(self, tmp_path, monkeypatch):
+  def test_file_size_limit(self, tmp_path, monkeypatch):
+    path = tmp_path / "big.jpg"
+    path.write_bytes(rgb_jpeg())
+    monkeypatch.setattr(image_files, "MAX_FILE_BYTES", len(rgb_jpeg()) - 1)
+    with pytest.raises(image_files.UnusableImageError, match="over the limit of .* MB"):
+      image_files.read_file(str(path))
+
+  def test_unreadable_file(self, tmp_path):
     path = tmp_path / "locked.jpg"
     path.write_bytes(rgb_jpeg())
-    real_gfile = tf.io.gfile.GFile
-
-    def refusing_gfile(name, mode="r"):
-      if name == str(path):  # what tf.io.gfile raises for a mode-000 file
-        raise tf.errors.PermissionDeniedError(None, None, f"{name}; Permission denied")
-      return real_gfile(name, mode)
-
-    monkeypatch.setattr(tf.io.gfile, "GFile", refusing_gfile)
-    with pytest.raises(image_files.UnusableImageError,
-                       match=re.escape("could not be read (permission denied).")):
-      image_files.read_image(str(path))
+    path.chmod(0)
+    result = run_with_permissions_enforced(
+        "import sys\nfrom components import image_files\n"
+        "try:\n  image_files.read_image(sys.argv[1])\n"
+        "except image_files.UnusableImageError as error:\n  print(error)", str(path))
+    assert result == "cannot be read (permission denied); check the file's permissions\n"
 
   def test_read_image_reads_a_file(self, tmp_path):
     path = tmp_path / "a.PNG"
     path.write_bytes(gray_png())
     assert image_files.read_image(str(path)).format == "PNG"
+
+
+class TestLoadImage:
+  """What upscaling reads: any size, upright, the same checks otherwise."""
+
+  def test_any_size_upright(self):
+    assert image_files.load_image(tiny_png()).size == (1, 1)
+    upright = image_files.load_image(rotated_jpeg())
+    assert upright.size == (H, W)  # (width, height): turned clockwise
+    assert mean_abs_diff(np.asarray(upright), np.rot90(picture(), k=-1)) < 3
+
+  @pytest.mark.parametrize("data, words", [
+      (b"", "empty file"), (truncated_jpeg(), "damaged or truncated"),
+      (png_declaring(40000, 40000), "decompression bomb"),
+  ])
+  def test_bad_data(self, data, words):
+    with pytest.raises(image_files.UnusableImageError, match=words):
+      image_files.load_image(data)
+
+
+def run_with_permissions_enforced(code: str, *args) -> str:
+  """Stdout of `python -c code args` in a process that file permissions apply to
+  (root's power to read any file dropped); skips the test where that cannot be."""
+  from tests import bad_corpus  # pylint: disable=import-outside-toplevel  (it imports this module)
+  command = bad_corpus.unprivileged([sys.executable, "-c", code, *args])
+  if command is None:
+    pytest.skip("cannot run without root's power to read any file here")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return subprocess.run(command, capture_output=True, text=True, check=True, cwd=root,
+                        timeout=120).stdout
 
 
 def write_tree(root, files: dict) -> None:
@@ -290,20 +336,91 @@ class TestFolders:
     assert missing in str(caught.value)
     assert isinstance(caught.value, ValueError)
 
-  def test_unlistable_subfolder_is_reported(self, tmp_path, monkeypatch):
+  def test_unlistable_subfolder_is_reported(self, tmp_path):
     write_tree(tmp_path, {"a.jpg": b"x", "locked/b.jpg": b"x"})
-    real_listdir = tf.io.gfile.listdir
+    (tmp_path / "locked").chmod(0)
+    result = json.loads(run_with_permissions_enforced(
+        "import dataclasses, json, sys\nfrom components import image_files\n"
+        "print(json.dumps(dataclasses.asdict(image_files.scan_folder(sys.argv[1]))))",
+        str(tmp_path)))
+    (tmp_path / "locked").chmod(0o755)
+    assert result["images"] == ["a.jpg"]
+    assert result["unlisted"] == [{"path": "locked/", "reason": (
+        "folder could not be listed (permission denied), so the images in it were not read")}]
 
-    def refusing_listdir(path):
-      if path.endswith("locked"):
-        raise tf.errors.PermissionDeniedError(None, None, f"{path}; Permission denied")
-      return real_listdir(path)
+  def test_links_to_folders_are_followed_once(self, tmp_path):
+    write_tree(tmp_path / "photos", {"a.jpg": b"x", "sub/b.jpg": b"x"})
+    write_tree(tmp_path / "elsewhere", {"c.jpg": b"x"})
+    os.symlink("..", tmp_path / "photos" / "sub" / "up")  # a loop
+    os.symlink("sub", tmp_path / "photos" / "alias")  # a second path to sub/
+    os.symlink(tmp_path / "elsewhere", tmp_path / "photos" / "more")  # a folder outside
+    os.symlink("more", tmp_path / "photos" / "more_again")
+    contents = image_files.scan_folder(str(tmp_path / "photos"))
+    assert contents.images == ["a.jpg", "more/c.jpg", "sub/b.jpg"]
+    reasons = {r.path: r.reason for r in contents.unlisted}
+    assert reasons == {
+        "sub/up/": "symbolic link loop (up -> .., a folder above it); not followed",
+        "alias/": "symbolic link to sub/, which is read already (alias -> sub); not followed, "
+                  "so its images are not read twice",
+        "more_again/": "symbolic link to more/, which is read already (more_again -> more); "
+                       "not followed, so its images are not read twice",
+    }
 
-    monkeypatch.setattr(tf.io.gfile, "listdir", refusing_listdir)
+  def test_files_that_are_not_plain_files(self, tmp_path):
+    os.symlink("self.png", tmp_path / "self.png")
+    os.symlink("a.png", tmp_path / "b.png")
+    os.symlink("b.png", tmp_path / "a.png")
+    os.symlink("nowhere.png", tmp_path / "gone.png")
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it would wait for a writer
+    os.mkdir(tmp_path / "folder.jpg")
+    assert image_files.list_image_files(str(tmp_path)) == [
+        "a.png", "b.png", "gone.png", "pipe.jpg", "self.png"]
+    expected = {
+        "self.png": "symbolic link loop (self.png -> self.png); fix or remove the link",
+        "a.png": "symbolic link loop (a.png -> b.png); fix or remove the link",
+        "gone.png": "symbolic link to nowhere.png, which does not exist; fix or remove the link",
+        "pipe.jpg": "not a file but a named pipe (reading it could wait forever)",
+        "folder.jpg": "not a file but a folder",
+        "missing.jpg": "no such file",
+    }
+    for name, reason in expected.items():
+      with pytest.raises(image_files.UnusableImageError) as caught:
+        image_files.read_image(str(tmp_path / name))
+      assert str(caught.value) == reason
+    assert image_files.fingerprint(str(tmp_path)).startswith("files:5,")
+
+  def test_names_that_are_not_utf8(self, tmp_path):
+    folder = os.fsencode(tmp_path)
+    os.makedirs(os.path.join(folder, b"d\xfcr"))
+    for name in (b"caf\xe9.png", b"d\xfcr/x.png", b"caf\xc3\xa9.png"):
+      with open(os.path.join(folder, name), "wb") as f:
+        f.write(gray_png())
     contents = image_files.scan_folder(str(tmp_path))
-    assert contents.images == ["a.jpg"]
-    assert [r.path for r in contents.unlisted] == ["locked/"]
-    assert "permission denied" in contents.unlisted[0].reason
+    assert [image_files.display_path(p) for p in contents.images] == [
+        "café.png", "caf\\xe9.png", "d\\xfcr/x.png"]
+    for path in contents.images:  # the listed names open the files
+      assert image_files.read_image(os.path.join(str(tmp_path), path)).channels == 1
+    first = image_files.fingerprint(str(tmp_path))
+    os.rename(os.path.join(folder, b"caf\xe9.png"), os.path.join(folder, b"caf\xe8.png"))
+    assert image_files.fingerprint(str(tmp_path)) != first
+    assert image_files.display_path(b"caf\xe9.png") == "caf\\xe9.png"
+    assert image_files.display_path("café.png") == "café.png"
+
+  def test_bucket_paths_go_through_tensorflow(self):
+    tf = _tf()
+    base = "ram://bucket/photos"
+    for name, data in {"a.png": gray_png(), "sub/b.jpg": b"", "notes.txt": b"x"}.items():
+      tf.io.gfile.makedirs(os.path.dirname(f"{base}/{name}"))
+      with tf.io.gfile.GFile(f"{base}/{name}", "wb") as f:
+        f.write(data)
+    contents = image_files.scan_folder(base + "/")
+    assert (contents.images, contents.others) == (["a.png", "sub/b.jpg"], ["notes.txt"])
+    assert image_files.read_image(f"{base}/a.png").channels == 1
+    with pytest.raises(image_files.UnusableImageError, match="empty file"):
+      image_files.read_image(f"{base}/sub/b.jpg")
+    with pytest.raises(image_files.UnusableImageError, match="cannot be read"):
+      image_files.read_image(f"{base}/missing.png")
+    assert image_files.fingerprint(base).startswith("files:3,")
 
   def test_split_patterns_cross_subfolders(self):
     assert image_files.matches("a/b/c.jpg", "*")

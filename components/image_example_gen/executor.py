@@ -7,12 +7,18 @@ them to a tagged output, and `quarantine.json` in the Examples artifact's root
 with the number of images ingested and the files ignored:
 
   {"input_base": ..., "ingested": N,
-   "quarantined": [{"path": "a/b.jpg", "reason": "The file is empty (0 bytes)."}],
+   "quarantined": [{"path": "a/b.jpg", "reason": "empty file (0 bytes): ..."}],
    "ignored": ["notes.txt"]}
 
-Paths are relative to input_base. The counts are also custom properties
-(`ingested`, `quarantined`) of the Examples artifact.
+Paths are relative to input_base, as image_files.display_path shows them (bytes
+of a name that is not UTF-8 as \\xNN); the FILENAME feature holds the same text.
+Byte-identical files become one example, from the first of them in path order;
+the others are quarantined as duplicates of it, so one picture can never be in
+both the train and the eval split. Subfolders left out while listing (unreadable,
+or symbolic links back to a folder already read) are quarantined too. The counts
+are also custom properties (`ingested`, `quarantined`) of the Examples artifact.
 """
+import hashlib
 import json
 import os
 from typing import Any, Dict, List
@@ -52,7 +58,7 @@ def _int_feature(value: int) -> tf.train.Feature:
 def to_example(relative_path: str, image: image_files.ImageRecord) -> tf.train.Example:
   return tf.train.Example(features=tf.train.Features(feature={
       features.IMAGE: _bytes_feature(image.encoded),
-      features.FILENAME: _bytes_feature(relative_path.encode("utf-8")),
+      features.FILENAME: _bytes_feature(image_files.display_path(relative_path).encode("utf-8")),
       features.HEIGHT: _int_feature(image.height),
       features.WIDTH: _int_feature(image.width),
       features.CHANNELS: _int_feature(image.channels),
@@ -61,20 +67,37 @@ def to_example(relative_path: str, image: image_files.ImageRecord) -> tf.train.E
 
 
 class _ReadImageFn(beam.DoFn):
-  """Relative path -> tf.Example, or a quarantine entry on the tagged output."""
+  """Relative path (as bytes: names need not be UTF-8) -> (sha256 of the file,
+  shown path, tf.Example), or a quarantine entry on the tagged output."""
 
   def __init__(self, input_base: str):
     super().__init__()
     self._input_base = input_base
 
-  def process(self, relative_path: str):
+  def process(self, relative_path: bytes):
+    relative_path = os.fsdecode(relative_path)
+    shown = image_files.display_path(relative_path)
     try:
-      image = image_files.read_image(os.path.join(self._input_base, relative_path))
+      data = image_files.read_file(os.path.join(self._input_base, relative_path))
+      image = image_files.decode_image(data)
     except image_files.UnusableImageError as error:
-      yield beam.pvalue.TaggedOutput(
-          _QUARANTINED_TAG, {"path": relative_path, "reason": str(error)})
+      yield beam.pvalue.TaggedOutput(_QUARANTINED_TAG, {"path": shown, "reason": str(error)})
       return
-    yield to_example(relative_path, image)
+    yield hashlib.sha256(data).hexdigest(), shown, to_example(relative_path, image)
+
+
+class _DropDuplicatesFn(beam.DoFn):
+  """Keeps the first path (in sorted order) of each file content; quarantines the rest."""
+
+  def process(self, element, first_paths: Dict[str, str]):
+    digest, path, example = element
+    first = first_paths[digest]
+    if path == first:
+      yield path, example
+    else:
+      yield beam.pvalue.TaggedOutput(_QUARANTINED_TAG, {"path": path, "reason": (
+          f"duplicate of {first} (the same bytes); only that copy is used, so one "
+          "picture cannot be in both train and eval")})
 
 
 def _write_report(_, path: str, input_base: str, ignored: List[str],
@@ -134,44 +157,60 @@ class Executor(BaseExampleGenExecutor):
                           split_pattern: str) -> beam.PTransform:
     """The images one input split selects -> tf.Examples.
 
-    The base class applies this once per input split; each split's quarantined
-    files are collected for the report.
+    The base class applies this once per input split. Every selected image was
+    read (and duplicates dropped) once for all splits by GenerateExamplesByBeam;
+    this picks the split's share.
     """
-    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    paths = [p for p in self._contents.images if image_files.matches(p, split_pattern)]
+    del exec_properties  # the images are read already
 
     @beam.ptransform_fn
-    def read_images(pipeline: beam.Pipeline) -> beam.PCollection:
-      results = (
-          pipeline
-          | "ListImages" >> beam.Create(paths)
-          # Spreads the reading over workers (Create may give one bundle).
-          | "Distribute" >> beam.Reshuffle()
-          | "ReadImages" >> beam.ParDo(_ReadImageFn(input_base)).with_outputs(
-              _QUARANTINED_TAG, main="examples"))
-      self._quarantined.append(results[_QUARANTINED_TAG])
-      return results.examples
+    def select_images(_) -> beam.PCollection:
+      return (self._kept
+              | "Select" >> beam.Filter(lambda kept: image_files.matches(kept[0], split_pattern))
+              | "Examples" >> beam.Map(lambda kept: kept[1]))
 
-    return read_images()  # pylint: disable=no-value-for-parameter
+    return select_images()  # pylint: disable=no-value-for-parameter
 
   def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
                              exec_properties: Dict[str, Any]
                              ) -> Dict[str, beam.PCollection]:
-    """Adds writing the quarantine report to the base class's pipeline."""
-    self._quarantined = []
-    example_splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+    """Reads every selected image once, then lets the base class split them.
 
+    Adds the quarantine report, written once all splits are done.
+    """
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     input_config = example_gen_pb2.Input()
     proto_utils.json_to_proto(
         exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
     patterns = [split.pattern for split in input_config.splits]
-    unselected = [path for path in self._contents.images
-                  if not any(image_files.matches(path, p) for p in patterns)]
+    shown = {path: image_files.display_path(path) for path in self._contents.images}
+    selected = [path for path in self._contents.images
+                if any(image_files.matches(shown[path], p) for p in patterns)]
+
+    read = (
+        pipeline
+        | "ListImages" >> beam.Create([os.fsencode(path) for path in selected])
+        # Spreads the reading over workers (Create may give one bundle).
+        | "Distribute" >> beam.Reshuffle()
+        | "ReadImages" >> beam.ParDo(_ReadImageFn(input_base)).with_outputs(
+            _QUARANTINED_TAG, main="images"))
+    first_paths = (
+        read.images
+        | "PathByContent" >> beam.Map(lambda image: (image[0], image[1]))
+        | "FirstPathOfEachContent" >> beam.CombinePerKey(min))
+    kept = read.images | "DropDuplicates" >> beam.ParDo(
+        _DropDuplicatesFn(), first_paths=beam.pvalue.AsDict(first_paths)).with_outputs(
+            _QUARANTINED_TAG, main="kept")
+    self._kept = kept.kept
+    example_splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+
+    unselected = [shown[path] for path in sorted(set(self._contents.images) - set(selected))]
+    ignored = sorted([image_files.display_path(path) for path in self._contents.others]
+                     + unselected)
     unlisted = [{"path": r.path, "reason": r.reason} for r in self._contents.unlisted]
     quarantined = (
-        self._quarantined
-        | "FlattenQuarantined" >> beam.Flatten(pipeline=pipeline)
+        (read[_QUARANTINED_TAG], kept[_QUARANTINED_TAG])
+        | "FlattenQuarantined" >> beam.Flatten()
         | "ListQuarantined" >> beam.combiners.ToList())
     ingested = (
         list(example_splits.values())
@@ -181,8 +220,7 @@ class Executor(BaseExampleGenExecutor):
         pipeline
         | "ReportOnce" >> beam.Create([None])
         | "WriteReport" >> beam.Map(
-            _write_report, self._report_path, input_base,
-            sorted(self._contents.others + unselected), unlisted,
+            _write_report, self._report_path, input_base, ignored, unlisted,
             quarantined=beam.pvalue.AsSingleton(quarantined),
             ingested=beam.pvalue.AsSingleton(ingested)))
     return example_splits
