@@ -62,8 +62,19 @@ class _QuietFileHandler(logging.FileHandler):
   """A log file that stops, silently, when it cannot be written (say, a full disk):
   the run's own error then reaches the user instead of one "Logging error" per record."""
 
+  failed = False
+
+  def emit(self, record):
+    if self.failed:
+      return
+    try:
+      super().emit(record)
+    except OSError:  # reopening the file after a failure
+      self.handleError(record)
+
   def handleError(self, record):
     del record
+    self.failed = True
     self.close()
 
 

@@ -19,8 +19,11 @@ STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.E
 
 
 # How storage failures read once Beam, TensorFlow or ML Metadata have wrapped them.
-STORAGE_MESSAGES = ("No space left on device", "database or disk is full",
-                    "Disk quota exceeded", "Read-only file system")
+# Their text -> what the user is told.
+STORAGE_MESSAGES = {"No space left on device": "no space left",
+                    "database or disk is full": "no space left",
+                    "Disk quota exceeded": "disk quota exceeded",
+                    "Read-only file system": "read-only file system"}
 
 
 class StorageError(ValueError):
@@ -75,8 +78,8 @@ def raise_if_storage_failure(error: BaseException, pipeline_root: str) -> None:
     if isinstance(seen, OSError) and seen.errno in STORAGE_ERRNOS:
       raise StorageError(f"The run stopped: {describe(seen, pipeline_root)}.") from error
     if any(message in str(seen) for message in STORAGE_MESSAGES):
-      detail = next(m for m in STORAGE_MESSAGES if m in str(seen))
+      detail = next(said for m, said in STORAGE_MESSAGES.items() if m in str(seen))
       raise StorageError(
-          f"The run stopped: {detail.lower()} under {pipeline_root}: free some space or "
+          f"The run stopped: {detail} under {pipeline_root}: free some space or "
           f"choose another folder; a re-run resumes from the finished components.") from error
     seen = seen.__cause__ or seen.__context__

@@ -3,6 +3,7 @@
 Real small filesystems (tmpfs) stand in for a full disk and a read-only volume; making
 them needs mount rights (root in a container or VM), so those tests skip elsewhere.
 """
+import logging
 import os
 import subprocess
 
@@ -11,6 +12,21 @@ import pytest
 from pipeline import storage
 from superres import cli
 from tests.cli_runner import write_small_photos
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+  """`superres run` in-process routes the root logger to its log file; undo that."""
+  root = logging.getLogger()
+  handlers, level = list(root.handlers), root.level
+  yield
+  for handler in list(root.handlers):
+    root.removeHandler(handler)
+    if handler not in handlers:
+      handler.close()
+  for handler in handlers:
+    root.addHandler(handler)
+  root.setLevel(level)
 
 
 @pytest.fixture
