@@ -47,11 +47,18 @@ def newest_version(base_directory: str) -> Optional[str]:
   return max(versions, key=int) if versions else None
 
 
+def remove_interrupted_pushes(base_directory: str) -> None:
+  """Deletes staging folders that killed pushes left behind (one Pusher per base
+  directory at a time: a staging folder here is never another push in progress)."""
+  for name in fileio.listdir(base_directory):
+    if name.rstrip("/").startswith(STAGING_PREFIX):
+      fileio.rmtree(os.path.join(base_directory, name.rstrip("/")))
+
+
 def push_atomically(model_path: str, base_directory: str, version: str) -> str:
   serving_path = os.path.join(base_directory, version)
   staging_path = os.path.join(base_directory, STAGING_PREFIX + version)
-  if fileio.exists(staging_path):
-    fileio.rmtree(staging_path)  # left by an interrupted push
+  remove_interrupted_pushes(base_directory)
   io_utils.copy_dir(model_path, staging_path)
   fileio.rename(staging_path, serving_path)
   return serving_path
