@@ -1,4 +1,6 @@
-"""Helpers for the end-to-end tests: run the real CLI, make small copies of real photos."""
+"""Helpers for the end-to-end tests: run the real CLI, make small copies of real photos,
+fingerprint a folder."""
+import hashlib
 import os
 import subprocess
 import sys
@@ -23,3 +25,17 @@ def write_small_photos(folder, side, paths=None):
     image.thumbnail((side, side))
     image.save(folder / (os.path.splitext(os.path.basename(path))[0] + ".png"))
   return folder
+
+
+def tree_digests(folder, include_folders=False):
+  """Relative path -> sha256 of every file under folder (folders as "name/": "")."""
+  listing = {}
+  for directory, subdirectories, names in os.walk(folder):
+    if include_folders:
+      for name in subdirectories:
+        listing[os.path.relpath(os.path.join(directory, name), folder) + "/"] = ""
+    for name in names:
+      path = os.path.join(directory, name)
+      with open(path, "rb") as f:
+        listing[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+  return listing

@@ -4,7 +4,6 @@ model server would load, and the next push succeeds.
 The push runs in a real process (the project's Pusher executor on a real exported
 model) that is SIGKILLed right after it has copied its first file.
 """
-import hashlib
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from components.models import registry
 from components.pusher import component as pusher
 from serving import versions
 from superres import inference
+from tests.cli_runner import tree_digests
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
@@ -78,17 +78,6 @@ def _export(model_uri: str, seed: int) -> str:
   return model_uri
 
 
-def _files(root: str) -> dict:
-  """Relative path -> sha256 of every file under root."""
-  digests = {}
-  for directory, _, names in os.walk(root):
-    for name in names:
-      path = os.path.join(directory, name)
-      with open(path, "rb") as f:
-        digests[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-  return digests
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
   root = tmp_path_factory.mktemp("Trainer")
@@ -101,18 +90,18 @@ def test_a_killed_push_leaves_no_loadable_version_and_the_next_push_succeeds(mod
   served = push(first, base, str(tmp_path / "pushed-1"))
   assert served["pushed"] == 1
   old_version = served["pushed_version"]
-  old_files = _files(os.path.join(base, old_version))
-  assert old_files == _files(os.path.join(first, SERVING_DIR))
+  old_files = tree_digests(os.path.join(base, old_version))
+  assert old_files == tree_digests(os.path.join(first, SERVING_DIR))
 
   killed = _push_in_a_process(second, base, str(tmp_path / "pushed-2"), kill_after=1)
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
   staging = [name for name in os.listdir(base) if name.startswith(pusher.STAGING_PREFIX)]
   assert len(staging) == 1, os.listdir(base)
   # Killed mid-copy: the staging folder holds part of the model, and no new version exists.
-  partial = _files(os.path.join(base, staging[0]))
-  assert 0 < len(partial) < len(_files(os.path.join(second, SERVING_DIR)))
+  partial = tree_digests(os.path.join(base, staging[0]))
+  assert 0 < len(partial) < len(tree_digests(os.path.join(second, SERVING_DIR)))
   assert sorted(os.listdir(base)) == sorted([old_version, staging[0]])
-  assert _files(os.path.join(base, old_version)) == old_files
+  assert tree_digests(os.path.join(base, old_version)) == old_files
 
   # What a server and the CLI see: only the old, complete version.
   assert set(inference.complete_versions(base)) == {int(old_version)}
@@ -126,10 +115,11 @@ def test_a_killed_push_leaves_no_loadable_version_and_the_next_push_succeeds(mod
   new_version = retried["pushed_version"]
   assert retried["pushed"] == 1 and int(new_version) > int(old_version)
   assert retried["pushed_destination"] == os.path.join(base, new_version)
-  assert _files(os.path.join(base, new_version)) == _files(os.path.join(second, SERVING_DIR))
+  assert (tree_digests(os.path.join(base, new_version))
+          == tree_digests(os.path.join(second, SERVING_DIR)))
   # The interrupted push's leftovers are gone; the old version is untouched.
   assert sorted(os.listdir(base)) == sorted([old_version, new_version])
-  assert _files(os.path.join(base, old_version)) == old_files
+  assert tree_digests(os.path.join(base, old_version)) == old_files
   manager.poll()
   assert manager.served().version == int(new_version)
 

@@ -8,7 +8,6 @@ clearly. The worse model is the untrained network (`--train-steps 0`), which is
 exactly bicubic.
 """
 import dataclasses
-import hashlib
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ from pipeline import configs
 from pipeline import lineage
 from pipeline import pipeline as pipeline_lib
 from pipeline import run_summary
-from tests.cli_runner import write_small_photos
+from tests.cli_runner import tree_digests, write_small_photos
 
 pytestmark = pytest.mark.e2e
 
@@ -53,26 +52,13 @@ def _gate_run(home, photos, *extra):
   return result, run_summary.latest_run(pipeline_lib.metadata_config(str(home / "root")))
 
 
-def _snapshot(folder):
-  """Every file under folder, relative path -> sha256 (directories included, empty)."""
-  listing = {}
-  for directory, subdirectories, names in os.walk(folder):
-    for name in subdirectories:
-      listing[os.path.relpath(os.path.join(directory, name), folder) + "/"] = ""
-    for name in names:
-      path = os.path.join(directory, name)
-      with open(path, "rb") as f:
-        listing[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-  return listing
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   """A good model is blessed and pushed; then the untrained one is scored against it."""
   photos = write_small_photos(tmp_path_factory.mktemp("photos"), PHOTO_SIDE)
   home = tmp_path_factory.mktemp("home")
   good = _gate_run(home, photos, "--train-steps", str(GOOD_STEPS))
-  served = _snapshot(home / "serving")
+  served = tree_digests(home / "serving", include_folders=True)
   worse = _gate_run(home, photos, "--train-steps", "0")
   return home, good, served, worse
 
@@ -99,7 +85,7 @@ def test_a_worse_model_is_not_blessed_and_serving_is_unchanged(runs):
   assert summary.pushed_dir is None
   assert f"Blessed: no ({metrics['reason']})" in result.stdout
   assert "Pushed: nothing (the model was not blessed)" in result.stdout
-  assert _snapshot(home / "serving") == served
+  assert tree_digests(home / "serving", include_folders=True) == served
 
   rows = lineage.list_runs(lineage.read_only_config(str(home / "root")))
   assert [(row.blessed, row.pushed_version) for row in rows] == [
