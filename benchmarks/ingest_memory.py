@@ -32,6 +32,8 @@ import sys
 import tempfile
 from typing import List, Optional, Sequence
 
+from benchmarks import output
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOMB_SIDE = 40000
 REAL_BOMB_SIDE = 10000
@@ -182,9 +184,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="ingest_memory_") as work_dir:
       result = run(work_dir)
     if args.out:
-      with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-  print(json.dumps(result))
+      output.write_text(json.dumps(result, indent=2), args.out)
+  print(json.dumps(result))  # one line: the parent of a fresh process parses the last one
   return result
 
 

@@ -30,7 +30,6 @@ object: per-image PSNR/SSIM of the model and of bicubic, the mean gain, steps, w
 seconds and the parameter count.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -40,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import output
 from components import image_ops
 from pipeline import configs
 from superres import bundled_data
@@ -274,13 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                            args.eval_photos, args.max_side, args.batch_size)
   except ValueError as error:  # also unreadable photos (inference.ImageReadError)
     sys.exit(f"plain_keras_baseline: {error}")
-  text = json.dumps(result, indent=2)
-  if args.out:
-    directory = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(directory, exist_ok=True)
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
-  print(text)
+  output.emit(result, args.out)
   return result
 
 

@@ -48,6 +48,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import output
 from components import export
 from components import image_ops
 from components import metrics
@@ -405,27 +406,24 @@ def main(argv=None) -> int:
     else:
       data_dir = bundled_data.stage_holdout_photos(holdout_dir)
       data_name = "hold-out photos: " + ", ".join(bundled_data.HOLDOUT_PHOTOS)
-    output = {"benchmark": "quality", "data": data_name, "host": _host(),
+    result = {"benchmark": "quality", "data": data_name, "host": _host(),
               "metric": "PSNR/SSIM on Y (BT.601), scale border pixels cropped"}
     if args.models:
-      output["mode"] = "models"
-      output["models"] = [score_model(path, data_dir, args.architecture, args.width,
+      result["mode"] = "models"
+      result["models"] = [score_model(path, data_dir, args.architecture, args.width,
                                       args.depth) for path in args.models]
     else:
       work_dir = os.path.abspath(args.work_dir or tempfile.mkdtemp(prefix="superres_bench_"))
       os.makedirs(work_dir, exist_ok=True)
       if args.train_profile:
-        output.update(mode="train_profile", profile=args.train_profile, work_dir=work_dir)
-        output["models"] = train_and_score(args.train_profile, args.scales, data_dir, work_dir,
+        result.update(mode="train_profile", profile=args.train_profile, work_dir=work_dir)
+        result["models"] = train_and_score(args.train_profile, args.scales, data_dir, work_dir,
                                            args.train_data)
       else:
-        output.update(mode="compare_upsampling", steps=args.steps, work_dir=work_dir)
-        output["models"] = compare_upsampling(args.scales, data_dir, work_dir, args.steps)
-  out_dir = os.path.dirname(os.path.abspath(args.out))
-  os.makedirs(out_dir, exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(output, f, indent=1, default=str)
-  print(_summary_table(output["models"]))
+        result.update(mode="compare_upsampling", steps=args.steps, work_dir=work_dir)
+        result["models"] = compare_upsampling(args.scales, data_dir, work_dir, args.steps)
+  output.write_text(json.dumps(result, indent=1, default=str), args.out)
+  print(_summary_table(result["models"]))
   print(f"Wrote {args.out}")
   return 0
 

@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -37,6 +36,8 @@ import numpy as np
 from PIL import Image
 import requests
 
+from benchmarks import output
+from benchmarks import ports
 from pipeline import configs
 from serving import client
 from serving import launcher
@@ -49,12 +50,6 @@ START_TIMEOUT = 180
 FLOOD_FACTOR = 4  # flood concurrency, in multiples of the admission capacity
 FLOOD_CALLS_PER_CLIENT = 20
 FLOOD_SIDE = 64
-
-
-def _free_port() -> int:
-  with socket.socket() as sock:
-    sock.bind(("127.0.0.1", 0))
-    return sock.getsockname()[1]
 
 
 def _png(side: int) -> bytes:
@@ -206,7 +201,7 @@ def run(model: str, requests_total: int) -> dict:
     base = os.path.join(work, configs.MODEL_NAME)
     os.makedirs(base)
     os.symlink(version_dir, os.path.join(base, "1"))
-    rest_port, grpc_port = _free_port(), _free_port()
+    rest_port, grpc_port = ports.free_ports(2)
     args = launcher.add_arguments(argparse.ArgumentParser()).parse_args(
         ["--model-base", base, "--rest-port", str(rest_port), "--grpc-port", str(grpc_port)])
     # pylint: disable=consider-using-with
@@ -299,12 +294,7 @@ def main(argv=None) -> None:
                       help="requests per 64x64 measurement (256x256: a quarter)")
   parser.add_argument("--out", help="also write the JSON here")
   args = parser.parse_args(argv)
-  report = run(args.model, args.requests)
-  text = json.dumps(report, indent=2)
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
+  output.emit(run(args.model, args.requests), args.out)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ import keras_tuner
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import output
+from benchmarks import ports as benchmark_ports
 from components import export
 from components import model as model_lib
 from components import preprocessing
@@ -135,18 +136,6 @@ def train_worker(steps: int, export_dir: Optional[str] = None,
       "exported": exported}
 
 
-def free_ports(count: int) -> List[int]:
-  sockets = []
-  for _ in range(count):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sockets.append(sock)
-  ports = [sock.getsockname()[1] for sock in sockets]
-  for sock in sockets:
-    sock.close()
-  return ports
-
-
 def tf_config(ports: Sequence[int], index: int) -> str:
   """TF_CONFIG of worker `index` of a loopback cluster; worker 0 is the chief."""
   return json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
@@ -159,7 +148,7 @@ def launch(workers: int, work_dir: str, strategy: str = "multi_worker_mirrored",
 
   worker_args: further `--worker` options (--steps, --batch-size, ...).
   """
-  ports = free_ports(workers)
+  ports = benchmark_ports.free_ports(workers)
   processes = []
   try:
     for index in range(workers):
@@ -242,11 +231,7 @@ def main(argv=None) -> None:
     return
   worker_args = ["--batch-size", str(args.batch_size), "--patch-size", str(args.patch_size),
                  "--width", str(args.width)]
-  text = json.dumps(benchmark(args.steps, args.workers, worker_args), indent=2)
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
+  output.emit(benchmark(args.steps, args.workers, worker_args), args.out)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,21 @@ from components import features
 from components import image_ops
 
 
-def make_pairs(encoded: tf.Tensor, hr_size: int, tiles_per_side: int, scale: int):
-  """One encoded image -> (hr [tiles, hr_size, hr_size, 3], lr [tiles, hr_size/scale, ..., 3])
-  with tiles = tiles_per_side^2."""
+def pair_shapes(hr_size: int, tiles_per_side: int, scale: int):
+  """Shapes of one image's pairs: ([tiles, hr_size, hr_size, 3], [tiles, lr_size, lr_size, 3])
+  with tiles = tiles_per_side^2 and lr_size = hr_size / scale."""
   tiles = tiles_per_side * tiles_per_side
-  hr = image_ops.tile_grid(image_ops.decode_rgb(encoded), hr_size, tiles_per_side)
-  hr.set_shape([tiles, hr_size, hr_size, 3])
-  lr = image_ops.degrade(hr, scale)
   lr_size = hr_size // scale
-  lr.set_shape([tiles, lr_size, lr_size, 3])
+  return [tiles, hr_size, hr_size, 3], [tiles, lr_size, lr_size, 3]
+
+
+def make_pairs(encoded: tf.Tensor, hr_size: int, tiles_per_side: int, scale: int):
+  """One encoded image -> (hr, lr) of the shapes pair_shapes() gives."""
+  hr_shape, lr_shape = pair_shapes(hr_size, tiles_per_side, scale)
+  hr = image_ops.tile_grid(image_ops.decode_rgb(encoded), hr_size, tiles_per_side)
+  hr.set_shape(hr_shape)
+  lr = image_ops.degrade(hr, scale)
+  lr.set_shape(lr_shape)
   return hr, lr
 
 
@@ -31,10 +37,9 @@ def preprocessing_fn(inputs, custom_config):
   if hr_size % scale:
     raise ValueError(f"hr_size {hr_size} is not a multiple of scale {scale}.")
   encoded = tf.reshape(inputs[features.IMAGE], [-1])
-  tiles = tiles_per_side * tiles_per_side
-  lr_size = hr_size // scale
+  hr_shape, lr_shape = pair_shapes(hr_size, tiles_per_side, scale)
   hr, lr = tf.map_fn(
       lambda x: make_pairs(x, hr_size, tiles_per_side, scale), encoded,
-      fn_output_signature=(tf.TensorSpec([tiles, hr_size, hr_size, 3], tf.float32),
-                           tf.TensorSpec([tiles, lr_size, lr_size, 3], tf.float32)))
+      fn_output_signature=(tf.TensorSpec(hr_shape, tf.float32),
+                           tf.TensorSpec(lr_shape, tf.float32)))
   return {features.HR: hr, features.LR: lr}

@@ -1,8 +1,9 @@
 """The model server (`python -m serving`) as a real process, for the serving test modules.
 
 A Server runs in the serving environment on free loopback ports and is stopped by its
-PID. export_models() pushes tiny ESPCN models with different random weights, so that
-answers tell the versions apart; local() is what a version gives in this process.
+PID. export_models() pushes tiny ESPCN models with different random weights
+(random_model(), also what the Pusher tests push), so that answers tell the versions
+apart; local() is what a version gives in this process.
 """
 import argparse
 import io
@@ -69,19 +70,25 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.1):
 Models = Dict[int, Tuple[str, inference.Upscaler]]
 
 
-def export_models(directory: str, versions=(1, 2)) -> Models:
-  """Exported x2 models with different random weights: {version: (path, Upscaler)}.
+def random_model(seed: int):
+  """A tiny x2 ESPCN whose weights are drawn from `seed`.
 
   Random rather than initial weights: an untrained network is exactly bicubic (its last
-  layer starts at zero), which would hide both the version and any seam between tiles.
+  layer starts at zero), the same for every seed, which would hide both the version and
+  any seam between tiles.
   """
+  model = registry.build_model("espcn", 2, width=8, depth=1)
+  rng = np.random.default_rng(seed)
+  model.set_weights([rng.normal(0.0, 0.2, w.shape).astype(w.dtype) for w in model.get_weights()])
+  return model
+
+
+def export_models(directory: str, versions=(1, 2)) -> Models:
+  """Exported x2 models with different random weights: {version: (path, Upscaler)}."""
   exported = {}
   for version in versions:
-    model = registry.build_model("espcn", 2, width=8, depth=1)
-    rng = np.random.default_rng(version)
-    model.set_weights([rng.normal(0.0, 0.2, w.shape).astype(w.dtype) for w in model.get_weights()])
     path = os.path.join(directory, str(version))
-    export.export_serving_model(model, 2, path)
+    export.export_serving_model(random_model(version), 2, path)
     exported[version] = (path, inference.Upscaler(path))
   return exported
 

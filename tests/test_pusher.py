@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from components import export
-from components.models import registry
 from components.pusher import component as pusher
 from serving import versions
 from superres import inference
+from tests import serving_harness
 from tests.cli_runner import tree_digests
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
@@ -70,11 +69,8 @@ def _push_in_a_process(model_uri, base, output_uri, kill_after: int):
 
 def _export(model_uri: str, seed: int) -> str:
   """A Trainer-style Model artifact directory holding a tiny x2 network."""
-  model = registry.build_model("espcn", 2, width=8, depth=1)
-  rng = np.random.default_rng(seed)
-  # Random weights: an untrained network is exactly bicubic, the same for every seed.
-  model.set_weights([rng.normal(0.0, 0.2, w.shape).astype(w.dtype) for w in model.get_weights()])
-  export.export_serving_model(model, 2, os.path.join(model_uri, SERVING_DIR))
+  export.export_serving_model(serving_harness.random_model(seed), 2,
+                              os.path.join(model_uri, SERVING_DIR))
   return model_uri
 
 
