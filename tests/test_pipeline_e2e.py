@@ -100,7 +100,7 @@ def test_cli_upscales_and_evaluates_with_the_pushed_model(runs, tmp_path):
   result = superres_cli(["evaluate", "--model", base, "--data", str(holdout), "--json"], home)
   assert result.returncode == 0, result.stderr[-2000:]
   scores = json.loads(result.stdout.strip().splitlines()[-1])
-  assert scores["images"] == 2 and scores["scale"] == 2
+  assert scores["images"] == len(bundled_data.HOLDOUT_PHOTOS) and scores["scale"] == 2
   for key in ("psnr_model", "psnr_bicubic", "ssim_model", "ssim_bicubic"):
     assert np.isfinite(scores[key])
 
