@@ -86,7 +86,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                       config["scale"])
   val = training_data.eval_dataset(fn_args.eval_files, transform_output,
                                    config["eval_batch_size"])
-  train_steps = fn_args.train_steps or 0  # TFX reads TrainArgs(num_steps=0) as unset (None)
+  # From custom_config, the source of train_args too: TFX reads TrainArgs(num_steps=0) as None.
+  train_steps = config["train_steps"]
   steps_per_epoch = max(1, min(config["steps_per_epoch"], train_steps))
   epochs = max(1, train_steps // steps_per_epoch)
   with strategy.scope():
