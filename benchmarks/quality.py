@@ -210,18 +210,19 @@ def time_and_checkerboard(upscaler: inference.Upscaler, data_dir: str,
 
 def score_model(model_path: str, data_dir: str, architecture: Optional[str] = None,
                 width: Optional[int] = None, depth: Optional[int] = None,
-                identify: bool = True) -> Dict:
+                identify: bool = True, add_self_ensemble: bool = False) -> Dict:
   """Everything the benchmark records about one model on one folder of HR photos.
 
   Keys: model, scale, images, psnr_model, psnr_bicubic, ssim_model, ssim_bicubic,
   gain_db, ssim_gain, parameters, architecture, width, depth, architecture_source,
   multiply_adds_per_output_pixel, output_megapixels, ms_per_output_megapixel,
   cpu_ms_per_output_megapixel, checkerboard_model, pattern_rms_model,
-  checkerboard_bicubic, per_image, skipped. With identify=False and no architecture
-  given, the architecture is not searched for (its keys are None).
+  checkerboard_bicubic, self_ensemble, per_image, skipped. With identify=False and no
+  architecture given, the architecture is not searched for (its keys are None).
+  add_self_ensemble scores a model exported without self-ensemble as if it had it.
   """
   data_dir = os.path.abspath(os.path.expanduser(data_dir))
-  upscaler = inference.load_model(model_path)
+  upscaler = inference.load_model(model_path, add_self_ensemble)
   scores = evaluation.evaluate_folder(upscaler, data_dir)
   shapes = saved_model_weight_shapes(upscaler.version_dir)
   result = {"model": upscaler.version_dir, "scale": upscaler.scale, "images": scores["images"]}
@@ -234,6 +235,9 @@ def score_model(model_path: str, data_dir: str, architecture: Optional[str] = No
   else:
     result.update(architecture=None, width=None, depth=None, architecture_source=None,
                   multiply_adds_per_output_pixel=None)
+  result["self_ensemble"] = upscaler.self_ensemble
+  if upscaler.self_ensemble and result["multiply_adds_per_output_pixel"] is not None:
+    result["multiply_adds_per_output_pixel"] *= image_ops.SELF_ENSEMBLE_PASSES
   files = [item["file"] for item in scores["per_image"]]
   result.update(time_and_checkerboard(upscaler, data_dir, files))
   result["per_image"] = scores["per_image"]
@@ -382,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="architecture of the --models (default: matched to their weights)")
   parser.add_argument("--width", type=int, help="width of --architecture")
   parser.add_argument("--depth", type=int, help="depth of --architecture")
+  parser.add_argument("--self-ensemble", action="store_true",
+                      help="score the --models with the 8-fold flip/rotation self-ensemble "
+                      "when they were exported without it")
   parser.add_argument("--scales", type=int, nargs="+", default=[configs.DEFAULT_SCALE],
                       choices=configs.SCALES)
   parser.add_argument("--work-dir", help="where --train-profile / --compare-upsampling put "
@@ -411,7 +418,8 @@ def main(argv=None) -> int:
     if args.models:
       result["mode"] = "models"
       result["models"] = [score_model(path, data_dir, args.architecture, args.width,
-                                      args.depth) for path in args.models]
+                                      args.depth, add_self_ensemble=args.self_ensemble)
+                          for path in args.models]
     else:
       work_dir = os.path.abspath(args.work_dir or tempfile.mkdtemp(prefix="superres_bench_"))
       os.makedirs(work_dir, exist_ok=True)

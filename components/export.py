@@ -2,6 +2,8 @@
 
 Incoming bytes go through components.image_ops.decode_rgb, the same function that
 decodes training images in Transform, so serving and training see identical pixels.
+With self_ensemble the graph itself averages the 8 flips/rotations, so TF Serving, the
+Evaluator and `superres upscale` all serve the same, ensembled, images.
 """
 import keras
 import tensorflow as tf
@@ -15,14 +17,19 @@ FLOAT_SIGNATURE = "upscale"  # lr: float32 [N, H, W, 3] in [0, 1] -> sr: float32
 class SuperResolutionModule(tf.Module):
   """Holds the network and its scale; both signatures call the same network."""
 
-  def __init__(self, model: keras.Model, scale: int):
+  def __init__(self, model: keras.Model, scale: int, self_ensemble: bool = False):
     super().__init__()
     self.model = model
     self.scale = tf.Variable(scale, dtype=tf.int32, trainable=False, name="scale")
+    # Readable from the loaded model (benchmarks, reports): does upscale ensemble?
+    self.self_ensemble = tf.Variable(self_ensemble, trainable=False, name="self_ensemble")
+    self._ensemble = self_ensemble
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="lr")])
   def upscale(self, lr):
-    return {"sr": tf.clip_by_value(self.model(lr, training=False), 0.0, 1.0)}
+    network = lambda x: self.model(x, training=False)
+    sr = image_ops.self_ensemble(network, lr) if self._ensemble else network(lr)
+    return {"sr": tf.clip_by_value(sr, 0.0, 1.0)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
   def serve_encoded(self, images):
@@ -34,8 +41,9 @@ class SuperResolutionModule(tf.Module):
     return {"images": tf.map_fn(upscale_one, images, fn_output_signature=tf.string)}
 
 
-def export_serving_model(model: keras.Model, scale: int, export_dir: str) -> None:
-  module = SuperResolutionModule(model, scale)
+def export_serving_model(model: keras.Model, scale: int, export_dir: str,
+                         self_ensemble: bool = False) -> None:
+  module = SuperResolutionModule(model, scale, self_ensemble)
   tf.saved_model.save(module, export_dir, signatures={
       SERVING_SIGNATURE: module.serve_encoded,
       FLOAT_SIGNATURE: module.upscale,

@@ -83,3 +83,20 @@ def upscale_bicubic(lr: tf.Tensor, scale: int) -> tf.Tensor:
   shape = tf.shape(lr)
   size = tf.stack([shape[-3] * scale, shape[-2] * scale])
   return resize_bicubic(lr, size)
+
+
+SELF_ENSEMBLE_PASSES = 8  # 2 flips x 4 rotations
+
+
+def self_ensemble(upscale, lr: tf.Tensor) -> tf.Tensor:
+  """Geometric self-ensemble (EDSR+, Lim et al. 2017): the mean of `upscale` over the
+  8 flips/rotations of `lr` [N, H, W, 3], each output turned back. Costs 8 network
+  passes at inference and nothing at training time.
+  """
+  outputs = []
+  for flip in (False, True):
+    flipped = tf.image.flip_left_right(lr) if flip else lr
+    for k in range(4):
+      sr = tf.image.rot90(upscale(tf.image.rot90(flipped, k)), -k)
+      outputs.append(tf.image.flip_left_right(sr) if flip else sr)
+  return tf.add_n(outputs) / len(outputs)

@@ -105,10 +105,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   if not strategies.is_chief():
     return  # workers train; only the chief writes the model
-  export.export_serving_model(model, config["scale"], fn_args.serving_model_dir)
+  export.export_serving_model(model, config["scale"], fn_args.serving_model_dir,
+                              self_ensemble=config["self_ensemble"])
   save_keras_weights(model, settings, fn_args.serving_model_dir)
   tf.io.gfile.makedirs(fn_args.model_run_dir)
   summary = {"hyperparameters": hp.values, "initialisation": start,
+             "self_ensemble": config["self_ensemble"],
              "history": history,
              "parameters": int(model.count_params())}
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:

@@ -60,6 +60,9 @@ class Profile:
   # worse than the last blessed model it may be.
   min_gain_db: float = 0.0
   max_regression_db: float = 0.05
+  # The exported model averages its output over the 8 flips/rotations of the input:
+  # 8x the inference time for +0.14 to +0.18 dB on unseen photos (EDSR+).
+  self_ensemble: bool = False
 
 
 PROFILES = {
@@ -78,7 +81,7 @@ PROFILES = {
         # searched by the quality profile, whose budget has room for it.
         patience=4, architectures=("espcn", "fsrcnn"),
         widths=(64,), depths=(1, 2), learning_rates=(1e-3, 3e-4),
-        dropouts=(0.0,), loss="mse", min_gain_db=0.5),
+        dropouts=(0.0,), loss="mse", min_gain_db=0.5, self_ensemble=True),
     # Up to about 90 minutes: the residual network and a longer schedule. Only EDSR is
     # searched: short tuner trials rank the small nets, which learn fast, above EDSR,
     # which ends better (+0.19 dB on the hold-out photos after 10000 steps).
@@ -86,7 +89,7 @@ PROFILES = {
         name="quality", hr_size=240, tiles_per_side=3, patch_size=60, batch_size=16, train_steps=14000,
         eval_steps=16, tuner_trials=2, tuner_steps=300, steps_per_epoch=1000,
         patience=5, architectures=("edsr",), widths=(64,), depths=(4,),
-        learning_rates=(1e-3, 5e-4), dropouts=(0.0,), min_gain_db=1.0),
+        learning_rates=(1e-3, 5e-4), dropouts=(0.0,), min_gain_db=1.0, self_ensemble=True),
 }
 DEFAULT_PROFILE = "default"
 

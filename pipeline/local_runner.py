@@ -34,6 +34,7 @@ class RunOptions:
   warm_start: bool = False
   beam_args: Sequence[str] = ()
   train_steps: Optional[int] = None  # overrides the profile's (0: export the untrained net)
+  self_ensemble: Optional[bool] = None  # overrides the profile's
 
   @property
   def serving_model_dir(self) -> str:
@@ -61,6 +62,8 @@ def build(options: RunOptions) -> tfx.dsl.Pipeline:
   profile = configs.PROFILES[options.profile]
   if options.train_steps is not None:
     profile = dataclasses.replace(profile, train_steps=options.train_steps)
+  if options.self_ensemble is not None:
+    profile = dataclasses.replace(profile, self_ensemble=options.self_ensemble)
   return pipeline_lib.create_pipeline(
       pipeline_name=configs.PIPELINE_NAME,
       pipeline_root=options.pipeline_root,

@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--train-steps", type=_steps, metavar="N",
                    help="training steps, overriding the profile's (0 exports the untrained "
                    "network: a way to see the regression gate refuse a worse model)")
+  run.add_argument("--self-ensemble", action=argparse.BooleanOptionalAction,
+                   help="export a model that averages its output over the 8 flips/rotations "
+                   "of the input: 8x slower inference, sharper results (default: the "
+                   "profile's choice)")
   run.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
                    help="extra Beam pipeline option, repeatable "
                    "(e.g. --beam-arg=--direct_running_mode=multi_processing)")
@@ -160,7 +164,8 @@ def _run(args) -> int:
       data_root=args.data, pipeline_root=os.path.abspath(args.pipeline_root),
       serving_dir=os.path.abspath(args.serving_dir), profile=args.profile, scale=args.scale,
       strategy=args.strategy, tuner=args.tuner, runner=args.runner,
-      warm_start=args.warm_start, beam_args=args.beam_args, train_steps=args.train_steps)
+      warm_start=args.warm_start, beam_args=args.beam_args, train_steps=args.train_steps,
+      self_ensemble=args.self_ensemble)
   summary = local_runner.run(options)
   if summary.pushed_dir:
     summary.report_path = _write_run_report(summary, options)

@@ -104,9 +104,14 @@ def _single_output(outputs: dict, key: str, signature: str) -> tf.Tensor:
 
 
 class Upscaler:
-  """A loaded model. `scale` is its upscaling factor, `version_dir` where it came from."""
+  """A loaded model. `scale` is its upscaling factor, `version_dir` where it came from.
 
-  def __init__(self, version_dir: str):
+  `self_ensemble` says whether upscaling averages the 8 flips/rotations: exported so
+  (components/export.py), or asked for here with add_self_ensemble=True (to see what a
+  model exported without it would gain).
+  """
+
+  def __init__(self, version_dir: str, add_self_ensemble: bool = False):
     self.version_dir = version_dir
     try:
       self._loaded = tf.saved_model.load(version_dir)
@@ -123,10 +128,15 @@ class Upscaler:
     self._upscale_fn = self._loaded.signatures[export.FLOAT_SIGNATURE]
     self._serving_fn = self._loaded.signatures[export.SERVING_SIGNATURE]
     self.scale = int(self._loaded.scale.numpy())
+    exported = bool(getattr(self._loaded, "self_ensemble", False))  # older models lack it
+    self._add_ensemble = add_self_ensemble and not exported
+    self.self_ensemble = exported or add_self_ensemble
+
+  def _network(self, lr: tf.Tensor) -> tf.Tensor:
+    return _single_output(self._upscale_fn(lr=lr), "sr", export.FLOAT_SIGNATURE)
 
   def _upscale_batch(self, lr: tf.Tensor) -> np.ndarray:
-    outputs = self._upscale_fn(lr=lr)
-    sr = _single_output(outputs, "sr", export.FLOAT_SIGNATURE)
+    sr = image_ops.self_ensemble(self._network, lr) if self._add_ensemble else self._network(lr)
     return tf.clip_by_value(sr, 0.0, 1.0).numpy()
 
   def upscale(self, lr, tile_size: int = TILE_SIZE, tile_margin: int = TILE_MARGIN) -> np.ndarray:
@@ -163,9 +173,9 @@ class Upscaler:
     return _single_output(outputs, "images", export.SERVING_SIGNATURE)[0].numpy()
 
 
-def load_model(path: str) -> Upscaler:
+def load_model(path: str, add_self_ensemble: bool = False) -> Upscaler:
   """The model at a version directory, or the newest one under a serving directory."""
-  return Upscaler(resolve_model_dir(path))
+  return Upscaler(resolve_model_dir(path), add_self_ensemble)
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
