@@ -21,7 +21,8 @@ class SuperResolutionModule(tf.Module):
     super().__init__()
     self.model = model
     self.scale = tf.Variable(scale, dtype=tf.int32, trainable=False, name="scale")
-    # Readable from the loaded model (benchmarks, reports): does upscale ensemble?
+    # Saved, so a loaded model says whether it ensembles (superres.inference.Upscaler);
+    # the Python bool decides the traced graph.
     self.self_ensemble = tf.Variable(self_ensemble, trainable=False, name="self_ensemble")
     self._ensemble = self_ensemble
 

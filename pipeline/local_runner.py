@@ -59,11 +59,10 @@ def staged_schema(pipeline_root: str) -> str:
 
 
 def build(options: RunOptions) -> tfx.dsl.Pipeline:
-  profile = configs.PROFILES[options.profile]
-  if options.train_steps is not None:
-    profile = dataclasses.replace(profile, train_steps=options.train_steps)
-  if options.self_ensemble is not None:
-    profile = dataclasses.replace(profile, self_ensemble=options.self_ensemble)
+  overrides = {"train_steps": options.train_steps, "self_ensemble": options.self_ensemble}
+  profile = dataclasses.replace(configs.PROFILES[options.profile],
+                                **{name: value for name, value in overrides.items()
+                                   if value is not None})
   return pipeline_lib.create_pipeline(
       pipeline_name=configs.PIPELINE_NAME,
       pipeline_root=options.pipeline_root,

@@ -121,6 +121,4 @@ def test_run_flag_overrides_the_profile_for_the_trainer(profile, flags, expected
       data_root=str(tmp_path / "images"), pipeline_root=str(tmp_path / "root"),
       profile=args.profile, self_ensemble=args.self_ensemble))
   trainer = next(c for c in pipeline.components if c.id == "Trainer")
-  config = trainer.exec_properties["custom_config"]
-  config = json.loads(config) if isinstance(config, str) else config
-  assert config["self_ensemble"] is expected
+  assert json.loads(trainer.exec_properties["custom_config"])["self_ensemble"] is expected
