@@ -16,7 +16,13 @@ from components.pusher.component import Pusher
 from pipeline import configs
 
 
+# What Transform and the Tuner read of custom_config. Each gets only its keys, so a
+# knob it does not read (train_steps, self_ensemble, warm_start, ...) leaves its
+# execution properties, and so its cache, unchanged.
 TRANSFORM_KEYS = ("hr_size", "tiles_per_side", "scale")
+TUNER_KEYS = ("scale", "loss", "tuner", "seed", "tuner_trials", "tuner_steps",
+              "steps_per_epoch", "patience", "batch_size", "patch_size", "eval_batch_size",
+              "learning_rates", "architectures", "widths", "depths", "dropouts")
 
 
 def create_pipeline(
@@ -49,8 +55,7 @@ def create_pipeline(
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
-        # Only what the transform reads: other knobs must not invalidate its cache.
-        custom_config={key: custom_config[key] for key in TRANSFORM_KEYS})
+        custom_config=_subset(custom_config, TRANSFORM_KEYS))
     components.append(transform)
     train_args = tfx.proto.TrainArgs(num_steps=custom_config["train_steps"])
     eval_args = tfx.proto.EvalArgs(num_steps=custom_config["eval_steps"])
@@ -61,7 +66,7 @@ def create_pipeline(
           tuner_fn=configs.TUNER_FN, examples=transform.outputs["transformed_examples"],
           transform_graph=transform.outputs["transform_graph"],
           train_args=tfx.proto.TrainArgs(num_steps=custom_config["tuner_steps"]),
-          eval_args=eval_args, custom_config=custom_config)
+          eval_args=eval_args, custom_config=_subset(custom_config, TUNER_KEYS))
       components.append(tuner)
       hyperparameters = tuner.outputs["best_hyperparameters"]
 
@@ -108,6 +113,10 @@ def create_pipeline(
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args or [],
   )
+
+
+def _subset(custom_config: Dict, keys) -> Dict:
+  return {key: custom_config[key] for key in keys}
 
 
 # Kubeflow run parameters besides data_root: what each one overrides, and where. TFX's

@@ -1,5 +1,7 @@
 """The Tuner's module function: a real Keras Tuner search over the architectures, on a
 real Transform output of small photos."""
+import json
+
 import keras_tuner
 import pytest
 import skimage.data
@@ -27,6 +29,8 @@ def _fn_args(transformed, working_dir, search_type, **space):
   profile = configs.PROFILES["smoke"]
   config = pipeline_lib.custom_config_for(profile, SCALE, tuner=search_type)
   config.update({"tuner_steps": 4, "steps_per_epoch": 2, "tuner_trials": 4, **space})
+  # Only the keys the pipeline gives the Tuner.
+  config = {key: config[key] for key in pipeline_lib.TUNER_KEYS}
   return fn_args_utils.FnArgs(
       working_dir=working_dir, train_files=[examples], eval_files=[examples],
       transform_graph_path=graph_dir, custom_config=config)
@@ -60,3 +64,29 @@ def test_every_search_type_searches_the_declared_space(transformed, tmp_path, se
 def test_search_objective_is_validation_psnr(transformed, tmp_path):
   result = tuner.tuner_fn(_fn_args(transformed, str(tmp_path), "random"))
   assert result.tuner.oracle.objective == keras_tuner.Objective(model_lib.OBJECTIVE, "max")
+
+
+def _exec_custom_configs(tmp_path, **options):
+  from pipeline import local_runner  # pylint: disable=import-outside-toplevel
+  pipeline = local_runner.build(local_runner.RunOptions(
+      data_root=str(tmp_path / "images"), pipeline_root=str(tmp_path / "root"), **options))
+  return {component.id: json.loads(component.exec_properties["custom_config"])
+          for component in pipeline.components if component.id in ("Transform", "Tuner",
+                                                                    "Trainer")}
+
+
+@pytest.mark.parametrize("option", [
+    {"train_steps": 123}, {"self_ensemble": False}, {"warm_start": True},
+    {"strategy": "multi_worker_mirrored"}])
+def test_knobs_tuning_does_not_read_leave_its_config_and_so_its_cache(tmp_path, option):
+  plain = _exec_custom_configs(tmp_path)
+  changed = _exec_custom_configs(tmp_path, **option)
+  assert set(plain["Tuner"]) == set(pipeline_lib.TUNER_KEYS)
+  assert changed["Tuner"] == plain["Tuner"] and changed["Transform"] == plain["Transform"]
+  assert changed["Trainer"] != plain["Trainer"]  # the option does reach the Trainer
+
+
+def test_search_knobs_change_the_tuner_config(tmp_path):
+  plain = _exec_custom_configs(tmp_path)
+  for option in ({"tuner": "random"}, {"scale": 3}, {"profile": "quality"}):
+    assert _exec_custom_configs(tmp_path, **option)["Tuner"] != plain["Tuner"], option
