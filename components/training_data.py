@@ -75,5 +75,9 @@ def train_dataset(file_pattern, tf_transform_output, batch_size: int, patch_size
 
 def eval_dataset(file_pattern, tf_transform_output, batch_size: int) -> tf.data.Dataset:
   """Whole transformed eval tiles as (lr, hr) batches; one pass is one validation."""
-  return _load(file_pattern, tf_transform_output).batch(batch_size).prefetch(
-      tf.data.AUTOTUNE)
+  tiles = _load(file_pattern, tf_transform_output)
+  # Keras warns "Your input ran out of data" after each validation pass over a dataset
+  # of unknown length. Counting the tiles once (which fills the cache) makes it known.
+  count = int(tiles.reduce(0, lambda count, _: count + 1))
+  tiles = tiles.apply(tf.data.experimental.assert_cardinality(count))
+  return tiles.batch(batch_size).prefetch(tf.data.AUTOTUNE)
