@@ -44,7 +44,6 @@ class Profile:
   patch_size: int  # random HR crops fed to the network (a multiple of 12)
   batch_size: int
   train_steps: int
-  eval_steps: int
   tuner_trials: int
   tuner_steps: int  # training steps per tuner trial
   steps_per_epoch: int  # how often validation (and early stopping) looks
@@ -69,14 +68,14 @@ PROFILES = {
     # Seconds: proves every component runs. Not a useful model.
     "smoke": Profile(
         name="smoke", hr_size=48, tiles_per_side=2, patch_size=24, batch_size=4, train_steps=6,
-        eval_steps=2, tuner_trials=1, tuner_steps=2, steps_per_epoch=3, patience=2,
+        tuner_trials=1, tuner_steps=2, steps_per_epoch=3, patience=2,
         architectures=("espcn",), widths=(8,), depths=(1,),
         learning_rates=(1e-3,), dropouts=(0.0,), min_gain_db=-100.0,
         max_regression_db=100.0),
     # About 10-15 minutes on 2 CPU cores, tuning included.
     "default": Profile(
         name="default", hr_size=240, tiles_per_side=3, patch_size=48, batch_size=32, train_steps=10000,
-        eval_steps=8, tuner_trials=4, tuner_steps=150, steps_per_epoch=1000,
+        tuner_trials=4, tuner_steps=150, steps_per_epoch=1000,
         # resize_conv convolves at high resolution (~3x slower per step here): it is
         # searched by the quality profile, whose budget has room for it.
         patience=4, architectures=("espcn", "fsrcnn"),
@@ -87,7 +86,7 @@ PROFILES = {
     # which ends better (+0.19 dB on the hold-out photos after 10000 steps).
     "quality": Profile(
         name="quality", hr_size=240, tiles_per_side=3, patch_size=60, batch_size=16, train_steps=14000,
-        eval_steps=16, tuner_trials=2, tuner_steps=300, steps_per_epoch=1000,
+        tuner_trials=2, tuner_steps=300, steps_per_epoch=1000,
         patience=5, architectures=("edsr",), widths=(64,), depths=(4,),
         learning_rates=(1e-3, 5e-4), dropouts=(0.0,), min_gain_db=1.0, self_ensemble=True),
 }

@@ -58,7 +58,6 @@ def create_pipeline(
         custom_config=_subset(custom_config, TRANSFORM_KEYS))
     components.append(transform)
     train_args = tfx.proto.TrainArgs(num_steps=custom_config["train_steps"])
-    eval_args = tfx.proto.EvalArgs(num_steps=custom_config["eval_steps"])
 
     hyperparameters = None
     if enable_tuning:
@@ -66,7 +65,7 @@ def create_pipeline(
           tuner_fn=configs.TUNER_FN, examples=transform.outputs["transformed_examples"],
           transform_graph=transform.outputs["transform_graph"],
           train_args=tfx.proto.TrainArgs(num_steps=custom_config["tuner_steps"]),
-          eval_args=eval_args, custom_config=_subset(custom_config, TUNER_KEYS))
+          custom_config=_subset(custom_config, TUNER_KEYS))
       components.append(tuner)
       hyperparameters = tuner.outputs["best_hyperparameters"]
 
@@ -81,7 +80,8 @@ def create_pipeline(
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN, examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        hyperparameters=hyperparameters, train_args=train_args, eval_args=eval_args,
+        # No eval_args: validation always covers the whole eval split.
+        hyperparameters=hyperparameters, train_args=train_args,
         base_model=model_resolver.outputs["model"] if custom_config.get("warm_start") else None,
         custom_config=custom_config)
 
