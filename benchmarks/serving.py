@@ -13,8 +13,9 @@ and the time from SIGKILL to a restarted server's first prediction.
 
   python -m benchmarks.serving [--model DIR] [--requests 200] [--out serving.json]
 
-Without --model it exports an untrained ESPCN of the default profile's size (x2,
-width 32, depth 2): serving cost depends on the network's size, not its weights.
+Without --model it exports an untrained ESPCN of the default profile's largest size
+(x2, width 64, depth 2), self-ensembled as that profile exports it: serving cost
+depends on the network's size, not its weights.
 """
 import argparse
 import base64
@@ -183,12 +184,23 @@ def _wait_until(process: subprocess.Popen, log, ready: Callable[[], bool]) -> No
     time.sleep(0.05)
 
 
+def _default_model_description() -> str:
+  profile = configs.PROFILES[configs.DEFAULT_PROFILE]
+  ensemble = ", self-ensembled" if profile.self_ensemble else ""
+  return (f"espcn x{configs.DEFAULT_SCALE} width {max(profile.widths)} depth "
+          f"{max(profile.depths)}{ensemble} (untrained)")
+
+
 def _export_default_model(directory: str) -> str:
   # pylint: disable=import-outside-toplevel
   from components import export
   from components.models import registry
+  profile = configs.PROFILES[configs.DEFAULT_PROFILE]
+  scale = configs.DEFAULT_SCALE
   path = os.path.join(directory, "1")
-  export.export_serving_model(registry.build_model("espcn", 2, width=32, depth=2), 2, path)
+  network = registry.build_model("espcn", scale, width=max(profile.widths),
+                                 depth=max(profile.depths))
+  export.export_serving_model(network, scale, path, self_ensemble=profile.self_ensemble)
   return path
 
 
@@ -262,7 +274,7 @@ def run(model: str, requests_total: int) -> dict:
     recover["first_prediction_s"] = round(time.perf_counter() - killed_at, 2)
     print(json.dumps({"recover_after_kill": recover}), flush=True)
     return {
-        "model": version_dir if model else "espcn x2 width 32 depth 2 (untrained)",
+        "model": version_dir if model else _default_model_description(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(),
                     # Other work on the machine moves every figure here.
