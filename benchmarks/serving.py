@@ -184,24 +184,18 @@ def _wait_until(process: subprocess.Popen, log, ready: Callable[[], bool]) -> No
     time.sleep(0.05)
 
 
-def _default_model_description() -> str:
-  profile = configs.PROFILES[configs.DEFAULT_PROFILE]
-  ensemble = ", self-ensembled" if profile.self_ensemble else ""
-  return (f"espcn x{configs.DEFAULT_SCALE} width {max(profile.widths)} depth "
-          f"{max(profile.depths)}{ensemble} (untrained)")
-
-
-def _export_default_model(directory: str) -> str:
+def _export_default_model(directory: str):
+  """(version dir, description) of the stand-in model the module docstring describes."""
   # pylint: disable=import-outside-toplevel
   from components import export
   from components.models import registry
   profile = configs.PROFILES[configs.DEFAULT_PROFILE]
-  scale = configs.DEFAULT_SCALE
+  scale, width, depth = configs.DEFAULT_SCALE, max(profile.widths), max(profile.depths)
   path = os.path.join(directory, "1")
-  network = registry.build_model("espcn", scale, width=max(profile.widths),
-                                 depth=max(profile.depths))
-  export.export_serving_model(network, scale, path, self_ensemble=profile.self_ensemble)
-  return path
+  export.export_serving_model(registry.build_model("espcn", scale, width=width, depth=depth),
+                              scale, path, self_ensemble=profile.self_ensemble)
+  ensemble = ", self-ensembled" if profile.self_ensemble else ""
+  return path, f"espcn x{scale} width {width} depth {depth}{ensemble} (untrained)"
 
 
 def run(model: str, requests_total: int) -> dict:
@@ -209,7 +203,10 @@ def run(model: str, requests_total: int) -> dict:
   work = tempfile.mkdtemp(prefix="serving-bench-")
   process, log = None, None
   try:
-    version_dir = inference.resolve_model_dir(model) if model else _export_default_model(work)
+    if model:
+      version_dir = description = inference.resolve_model_dir(model)
+    else:
+      version_dir, description = _export_default_model(work)
     base = os.path.join(work, configs.MODEL_NAME)
     os.makedirs(base)
     os.symlink(version_dir, os.path.join(base, "1"))
@@ -274,7 +271,7 @@ def run(model: str, requests_total: int) -> dict:
     recover["first_prediction_s"] = round(time.perf_counter() - killed_at, 2)
     print(json.dumps({"recover_after_kill": recover}), flush=True)
     return {
-        "model": version_dir if model else _default_model_description(),
+        "model": description,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(),
                     # Other work on the machine moves every figure here.
