@@ -169,6 +169,9 @@ class Upscaler:
 
   def upscale_bytes(self, encoded: bytes) -> bytes:
     """Encoded image bytes (any format TensorFlow decodes) -> PNG bytes, via `serving_default`."""
+    if self._add_ensemble:  # serving_default runs the network once: ensemble here instead
+      lr = image_ops.decode_rgb(tf.constant(encoded, dtype=tf.string))
+      return tf.io.encode_png(image_ops.to_uint8(self.upscale(lr))).numpy()
     outputs = self._serving_fn(images=tf.constant([encoded], dtype=tf.string))
     return _single_output(outputs, "images", export.SERVING_SIGNATURE)[0].numpy()
 

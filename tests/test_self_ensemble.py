@@ -95,6 +95,18 @@ def test_ensemble_added_at_scoring_matches_the_exported_one(exported):
   np.testing.assert_allclose(added.upscale(lr), ensembled.upscale(lr), atol=1e-5)
 
 
+def test_ensemble_added_at_scoring_applies_to_encoded_bytes_too(exported):
+  plain = inference.Upscaler(exported["plain"])
+  added = inference.Upscaler(exported["plain"], add_self_ensemble=True)
+  lr_uint8 = image_ops.to_uint8(_odd_image())
+  encoded = tf.io.encode_png(lr_uint8).numpy()
+  served = tf.io.decode_png(added.upscale_bytes(encoded)).numpy()
+  np.testing.assert_array_equal(
+      served, image_ops.to_uint8(added.upscale(image_ops.to_float(lr_uint8))).numpy())
+  # Not the exported single pass, which serving_default alone would give.
+  assert not np.array_equal(served, tf.io.decode_png(plain.upscale_bytes(encoded)).numpy())
+
+
 def test_benchmark_records_the_ensemble_and_its_cost(exported, tmp_path):
   mid_range = 64 + data.chelsea()[60:156, 150:272] // 2  # away from the clipping limits
   Image.fromarray(mid_range).save(tmp_path / "chelsea.png")
