@@ -7,7 +7,7 @@ bytes) and `upscale` (float RGB [N, H, W, 3] in [0, 1] -> [N, sH, sW, 3]) and a
 `scale` variable.
 """
 import os
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -17,6 +17,7 @@ from components import export
 from components import image_files
 from components import image_ops
 from pipeline import configs
+from superres import png_stream
 from superres import tiling
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -31,6 +32,17 @@ OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP",
 JPEG_QUALITY = 95
 
 SIXTEEN_BIT_MAX = 65535.0
+
+# Every model adds its convolutions' output to a bicubic upscaling of the input, which
+# reads two pixels on each side (components/models/common.residual_model).
+BICUBIC_RADIUS = 2
+FLOAT_BYTES = 4
+# Memory of a network pass per low-resolution pixel is estimated from the kernels: every
+# layer's widest side kept at once, plus two tensors of the widest layer at the high
+# resolution. Measured peaks (TF 2.21, 256-512 px tiles) were 40-100 % of the estimate
+# for ESPCN, EDSR and resize-conv; the self-ensemble measured 1.2-1.8x a single pass.
+HIGH_RESOLUTION_TENSORS = 2
+ENSEMBLE_MEMORY_FACTOR = 2.0
 
 
 class ModelNotFoundError(ValueError):
@@ -132,6 +144,28 @@ class Upscaler:
     self._add_ensemble = add_self_ensemble and not exported
     self.self_ensemble = exported or add_self_ensemble
 
+  def _kernel_shapes(self):
+    return [variable.shape for variable in self._upscale_fn.variables if variable.shape.rank == 4]
+
+  @property
+  def receptive_radius(self) -> int:
+    """Low-resolution pixels on each side that can reach an output pixel: an upper bound
+    (every convolution counted as if at low resolution and in one chain)."""
+    return BICUBIC_RADIUS + sum(max(shape[0], shape[1]) // 2 for shape in self._kernel_shapes())
+
+  @property
+  def bytes_per_pixel(self) -> float:
+    """Estimated peak memory of upscaling, per low-resolution input pixel (erring high)."""
+    shapes = self._kernel_shapes()
+    widths = [max(shape[2], shape[3]) for shape in shapes] or [3]
+    per_pixel = FLOAT_BYTES * (sum(widths)
+                               + HIGH_RESOLUTION_TENSORS * self.scale ** 2 * max(widths))
+    return per_pixel * (ENSEMBLE_MEMORY_FACTOR if self.self_ensemble else 1.0)
+
+  def tile_size_for(self, budget_bytes: int) -> int:
+    """The tile side that keeps one upscaling within `budget_bytes` of working memory."""
+    return tiling.tile_size_for_budget(budget_bytes, self.bytes_per_pixel, self.receptive_radius)
+
   def _network(self, lr: tf.Tensor) -> tf.Tensor:
     return _single_output(self._upscale_fn(lr=lr), "sr", export.FLOAT_SIGNATURE)
 
@@ -139,12 +173,15 @@ class Upscaler:
     sr = image_ops.self_ensemble(self._network, lr) if self._add_ensemble else self._network(lr)
     return tf.clip_by_value(sr, 0.0, 1.0).numpy()
 
-  def upscale(self, lr, tile_size: int = TILE_SIZE, tile_margin: int = TILE_MARGIN) -> np.ndarray:
+  def upscale(self, lr, tile_size: int = TILE_SIZE,
+              tile_margin: Optional[int] = None) -> np.ndarray:
     """Float RGB [H, W, 3] (or [N, H, W, 3]) in [0, 1] -> float32 [sH, sW, 3] in [0, 1].
 
     Images larger than `tile_size` per side are processed in overlapping tiles to
-    bound memory.
+    bound memory; the margin defaults to the network's receptive radius.
     """
+    if tile_margin is None:
+      tile_margin = self.receptive_radius
     lr = tf.convert_to_tensor(lr, dtype=tf.float32)
     single = lr.shape.rank == 3
     if single:
@@ -167,6 +204,38 @@ class Upscaler:
           f"{height}x{width} input; expected {height * s}x{width * s} (scale {s})")
     return sr[0] if single else sr
 
+  def _upscale_uint8(self, lr: np.ndarray) -> np.ndarray:
+    """uint8 [h, w, 3] -> uint8 [sh, sw, 3], rounded as the serving signature rounds."""
+    sr = self._upscale_batch(image_ops.to_float(tf.convert_to_tensor(lr))[tf.newaxis])
+    return image_ops.to_uint8(sr[0]).numpy()
+
+  def upscale_strips(self, lr: np.ndarray, tile_size: int,
+                     tile_margin: Optional[int] = None) -> Iterator[np.ndarray]:
+    """uint8 RGB [H, W, 3] -> the upscaled image as uint8 strips [s * rows, sW, 3], top
+    to bottom, one per row of tiles: only one strip of the output is held at a time."""
+    if tile_margin is None:
+      tile_margin = self.receptive_radius
+    height, width, _ = lr.shape
+    s = self.scale
+    for row in tiling.tile_rows(height, width, tile_size, tile_margin):
+      top, bottom = row[0].inner.top, row[0].inner.bottom
+      strip = np.empty([(bottom - top) * s, width * s, 3], np.uint8)
+      for tile in row:
+        outer = tile.outer
+        # The strip stands for the rows top..bottom: shift the tile up to paste into it.
+        shifted = tiling.Tile(tile.inner._replace(top=0, bottom=bottom - top),
+                              outer._replace(top=outer.top - top, bottom=outer.bottom - top))
+        tiling.paste(strip, self._upscale_uint8(
+            lr[outer.top:outer.bottom, outer.left:outer.right]), shifted, s)
+      yield strip
+
+  def upscale_to_png(self, lr: np.ndarray, tile_size: int,
+                     tile_margin: Optional[int] = None) -> Iterator[bytes]:
+    """uint8 RGB [H, W, 3] -> PNG bytes of the upscaled image, as each row of tiles is done."""
+    height, width, _ = lr.shape
+    return png_stream.encode(height * self.scale, width * self.scale,
+                             self.upscale_strips(lr, tile_size, tile_margin))
+
   def upscale_bytes(self, encoded: bytes) -> bytes:
     """Encoded image bytes (any format TensorFlow decodes) -> PNG bytes, via `serving_default`."""
     if self._add_ensemble:  # serving_default runs the network once: ensemble here instead
@@ -174,6 +243,14 @@ class Upscaler:
       return tf.io.encode_png(image_ops.to_uint8(self.upscale(lr))).numpy()
     outputs = self._serving_fn(images=tf.constant([encoded], dtype=tf.string))
     return _single_output(outputs, "images", export.SERVING_SIGNATURE)[0].numpy()
+
+
+def decode_image(encoded: bytes) -> np.ndarray:
+  """Encoded bytes -> uint8 RGB [H, W, 3], decoded as the serving signature decodes them.
+
+  Raises tf.errors.InvalidArgumentError for bytes TensorFlow cannot decode.
+  """
+  return image_ops.decode_rgb_uint8(tf.constant(encoded, dtype=tf.string)).numpy()
 
 
 def load_model(path: str, add_self_ensemble: bool = False) -> Upscaler:

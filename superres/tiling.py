@@ -1,16 +1,21 @@
 """Overlapping tiles, so that large images are upscaled with bounded memory.
 
-Each tile is upscaled with TILE_MARGIN extra pixels of context on every side that has
-image there, and only its inner part is kept: as long as the margin exceeds the
+Each tile is upscaled with a margin of extra pixels of context on every side that has
+image there, and only its inner part is kept: as long as the margin covers the
 network's receptive radius, the seams match a whole-image pass. Shared by local
-inference (superres.inference) and the serving client (serving.client); plain Python,
-so the client can tile without importing TensorFlow.
+inference (superres.inference), the server and the serving client (serving.client);
+plain Python, so the client can tile without importing TensorFlow.
 """
-from typing import Iterator, NamedTuple
+import itertools
+import math
+from typing import Iterator, List, NamedTuple
 
 # Tiles hold at most TILE_SIZE low-resolution pixels per side, plus the margins.
 TILE_SIZE = 512
 TILE_MARGIN = 16
+# No tile is made smaller than this, whatever the memory budget: below it the margins
+# would cost more than the tile itself.
+MIN_TILE_SIZE = 32
 
 
 class Box(NamedTuple):
@@ -40,6 +45,23 @@ def tiles(height: int, width: int, tile_size: int = TILE_SIZE,
       yield Tile(Box(top, left, bottom, right),
                  Box(max(top - tile_margin, 0), max(left - tile_margin, 0),
                      min(bottom + tile_margin, height), min(right + tile_margin, width)))
+
+
+def tile_rows(height: int, width: int, tile_size: int = TILE_SIZE,
+              tile_margin: int = TILE_MARGIN) -> Iterator[List[Tile]]:
+  """The tiles of tiles(), one list per row of tiles, top to bottom."""
+  for _, row in itertools.groupby(tiles(height, width, tile_size, tile_margin),
+                                  key=lambda tile: tile.inner.top):
+    yield list(row)
+
+
+def tile_size_for_budget(budget_bytes: int, bytes_per_pixel: float, tile_margin: int) -> int:
+  """The largest tile side whose outer box (tile plus margins) fits the memory budget."""
+  if budget_bytes <= 0 or bytes_per_pixel <= 0:
+    raise ValueError(f"budget and bytes per pixel must be positive, got {budget_bytes} and "
+                     f"{bytes_per_pixel}")
+  outer_side = math.isqrt(int(budget_bytes / bytes_per_pixel))
+  return max(outer_side - 2 * tile_margin, MIN_TILE_SIZE)
 
 
 def paste(sr, tile_sr, tile: Tile, scale: int) -> None:
