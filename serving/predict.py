@@ -1,30 +1,53 @@
-"""Running a served version on checked inputs; shared by the REST and gRPC front ends."""
-from typing import List
+"""Running a served version on checked inputs; shared by the REST and gRPC front ends.
+
+Every input path runs in tiles (superres.inference): encoded images are decoded to
+uint8, upscaled a row of tiles at a time and encoded into the PNG stream as each row is
+done, so the working memory of a request is set by --max-request-memory, not by the size
+of the picture. The result equals the exported `serving_default` signature, which runs
+the whole image at once, within one grey level.
+"""
+from typing import Iterator, List
 
 import numpy as np
 import tensorflow as tf
 
 from serving import protocol
 from serving.versions import ServedVersion
+from superres import inference
+
+
+def png_streams(served: ServedVersion, images: List[bytes], max_pixels: int,
+                field: str = "instances") -> Iterator[Iterator[bytes]]:
+  """Encoded images -> one PNG byte stream per image, upscaled in tiles as it is read.
+
+  Every image is checked (header, then a full decode) before the first stream is
+  given, so a bad one costs no model time and an answer never fails half-sent. Only
+  the image being upscaled is held decoded.
+  """
+  for i, image in enumerate(images):
+    protocol.check_image(image, f"{field}[{i}]", max_pixels)
+  lr = _decode(images[0], f"{field}[0]")
+  for i in range(1, len(images)):
+    _decode(images[i], f"{field}[{i}]")  # checked now, decoded again when its turn comes
+  for i in range(len(images)):
+    if i:
+      lr = _decode(images[i], f"{field}[{i}]")
+    yield served.upscaler.upscale_to_png(lr, served.tile_size)
 
 
 def upscale_encoded(served: ServedVersion, images: List[bytes], max_pixels: int,
                     field: str = "instances") -> List[bytes]:
-  """Encoded images -> PNG bytes through the `serving_default` signature.
+  """Encoded images -> PNG bytes, each held whole (what a unary gRPC answer needs)."""
+  return [b"".join(stream) for stream in png_streams(served, images, max_pixels, field)]
 
-  Every image is checked before any is run, so a bad one costs no model time.
-  """
-  for i, image in enumerate(images):
-    protocol.check_image(image, f"{field}[{i}]", max_pixels)
-  outputs = []
-  for i, image in enumerate(images):
-    try:
-      outputs.append(served.upscaler.upscale_bytes(image))
-    except tf.errors.InvalidArgumentError as error:
-      # Readable header, undecodable body: truncated data or a format TensorFlow lacks.
-      raise protocol.BadRequest(
-          f"{field}[{i}]: cannot decode the image ({_cause(error.message)})") from None
-  return outputs
+
+def _decode(image: bytes, where: str) -> np.ndarray:
+  try:
+    return inference.decode_image(image)
+  except tf.errors.InvalidArgumentError as error:
+    # Readable header, undecodable body: truncated data or a format TensorFlow lacks.
+    raise protocol.BadRequest(f"{where}: cannot decode the image ({_cause(error.message)})") \
+        from None
 
 
 def _cause(message: str) -> str:
@@ -37,8 +60,9 @@ def _cause(message: str) -> str:
 
 def upscale_float(served: ServedVersion, lr: np.ndarray, max_pixels: int,
                   field: str = protocol.FLOAT_INPUT_KEY) -> np.ndarray:
-  """Float RGB [N, H, W, 3] in [0, 1] -> [N, sH, sW, 3] through the `upscale` signature."""
+  """Float RGB [N, H, W, 3] in [0, 1] -> [N, sH, sW, 3] through the `upscale` signature,
+  in tiles."""
   if lr.ndim != 4 or lr.shape[-1] != 3:
     raise protocol.BadRequest(f"{field}: expected float32 [N, H, W, 3], got shape {list(lr.shape)}")
   protocol.check_size(lr.shape[1], lr.shape[2], field, max_pixels)
-  return served.upscaler.upscale(lr.astype(np.float32))
+  return served.upscaler.upscale(lr.astype(np.float32), tile_size=served.tile_size)

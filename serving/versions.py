@@ -17,7 +17,7 @@ import os
 import threading
 from typing import Dict, List, Optional, Tuple
 
-import tensorflow as tf
+import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
@@ -31,6 +31,7 @@ AVAILABLE = "AVAILABLE"
 END = "END"
 
 WARMUP_SIDE = 8  # pixels per side of the synthetic warm-up image
+DEFAULT_MAX_REQUEST_MEMORY = 256 << 20
 
 
 class VersionNotFound(LookupError):
@@ -53,12 +54,14 @@ class VersionStatus:
 
 
 class ServedVersion:
-  """One loaded version: the model and its signature definitions."""
+  """One loaded version: the model, its signature definitions, and the tile size that
+  keeps one request's upscaling within `max_request_memory` bytes."""
 
-  def __init__(self, version: int, path: str):
+  def __init__(self, version: int, path: str, max_request_memory: int):
     self.version = version
     self.path = path
     self.upscaler = inference.Upscaler(path)  # raises ModelNotFoundError when unusable
+    self.tile_size = self.upscaler.tile_size_for(max_request_memory)
     saved_model = saved_model_pb2.SavedModel()
     with open(os.path.join(path, inference.SAVED_MODEL_FILE), "rb") as f:
       saved_model.ParseFromString(f.read())
@@ -67,8 +70,8 @@ class ServedVersion:
 
   def warm_up(self) -> None:
     """Runs the serving signature once, so the first request does not pay for tracing."""
-    image = tf.io.encode_png(tf.zeros([WARMUP_SIDE, WARMUP_SIDE, 3], tf.uint8)).numpy()
-    self.upscaler.upscale_bytes(image)
+    b"".join(self.upscaler.upscale_to_png(np.zeros([WARMUP_SIDE, WARMUP_SIDE, 3], np.uint8),
+                                          self.tile_size))
 
 
 def _stamp(path: str) -> Tuple[int, int]:
@@ -79,9 +82,11 @@ def _stamp(path: str) -> Tuple[int, int]:
 class VersionManager:
   """Keeps the highest complete version of one model loaded, swapping in newer ones."""
 
-  def __init__(self, base_dir: str, poll_seconds: float = 1.0):
+  def __init__(self, base_dir: str, poll_seconds: float = 1.0,
+               max_request_memory: int = DEFAULT_MAX_REQUEST_MEMORY):
     self.base_dir = base_dir
     self.poll_seconds = poll_seconds
+    self.max_request_memory = max_request_memory
     self._served: Optional[ServedVersion] = None
     self._statuses: Dict[int, VersionStatus] = {}
     self._failed: Dict[int, Tuple[int, int]] = {}  # version -> stamp of the copy that failed
@@ -149,7 +154,7 @@ class VersionManager:
     logger.info("loading version %d from %s", version, path)
     self._set_status(version, LOADING)
     try:
-      candidate = ServedVersion(version, path)
+      candidate = ServedVersion(version, path, self.max_request_memory)
       candidate.warm_up()
     except Exception as error:  # pylint: disable=broad-except
       # Anything a broken SavedModel raises must leave the served version in place.
@@ -169,6 +174,10 @@ class VersionManager:
       logger.info("now serving version %d (was %d)", version, previous.version)
     else:
       logger.info("now serving version %d", version)
+    logger.info("version %d upscales in tiles of %d px with %d px margins (about %.0f bytes "
+                "per input pixel, --max-request-memory %d MiB)", version, candidate.tile_size,
+                candidate.upscaler.receptive_radius, candidate.upscaler.bytes_per_pixel,
+                self.max_request_memory >> 20)
 
   def _run(self) -> None:
     while not self._stop.wait(self.poll_seconds):

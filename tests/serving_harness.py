@@ -94,8 +94,11 @@ def export_models(directory: str, versions=(1, 2)) -> Models:
 
 
 def local(models: Models, version: int, encoded: bytes) -> np.ndarray:
-  """What the pushed model gives locally through its serving signature."""
-  return pixels_of(models[version][1].upscale_bytes(encoded))
+  """What the pushed model gives locally, computed as the server does (decoded to uint8,
+  upscaled through the float signature, rounded; one tile for these small images)."""
+  upscaler = models[version][1]
+  lr = inference.decode_image(encoded)
+  return pixels_of(b"".join(upscaler.upscale_to_png(lr, max(lr.shape[:2]))))
 
 
 class Server:
