@@ -1,5 +1,6 @@
 """python -m serving --model-base DIR [--name superres] [--host 127.0.0.1]
                     [--rest-port 8501] [--grpc-port 8500] [--poll-seconds 1] [--max-pixels N]
+                    [--max-body-bytes N] [--max-batch-size 8] [--max-request-memory N]
                     [--max-in-flight 4] [--max-queued 8] [--queue-timeout-seconds 1]
 
 One process serving a pushed model over TF Serving's REST API (through KServe's model
@@ -66,24 +67,27 @@ def main(argv=None) -> None:
   # uvicorn handles both signals while it serves and raises them again when it has
   # finished; this handler then turns them into a normal exit, which stops gRPC too.
   signal.signal(signal.SIGTERM, _exit_on_signal)
-  versions = VersionManager(base, args.poll_seconds)
+  versions = VersionManager(base, args.poll_seconds, args.max_request_memory)
   admission = Admission(args.max_in_flight, args.max_queued, args.queue_timeout_seconds)
   grpc_server = None
   try:
     logger.info("model '%s' from %s", args.name, base)
     versions.start()
     grpc_server = grpc_service.build_server(args.name, versions, args.max_pixels, args.host,
-                                            args.grpc_port, admission)
+                                            args.grpc_port, admission, args.max_batch_size)
     grpc_server.start()
     logger.info("gRPC (TF Serving PredictionService, ModelService) on %s:%d", args.host,
                 args.grpc_port)
     logger.info("REST (TF Serving API via KServe) on http://%s:%d/v1/models/%s", args.host,
                 args.rest_port, args.name)
-    server = rest.ModelServer(args.host, args.rest_port)
+    server = rest.ModelServer(args.host, args.rest_port, args.max_body_bytes)
     logger.info("at most %d predictions at once, %d waiting (up to %g s); more get 429 / "
                 "RESOURCE_EXHAUSTED", args.max_in_flight, args.max_queued,
                 args.queue_timeout_seconds)
-    server.start([rest.SuperResolutionModel(args.name, versions, args.max_pixels, admission)])
+    logger.info("at most %d images of %d pixels per request, %d bytes per REST body",
+                args.max_batch_size, args.max_pixels, args.max_body_bytes)
+    server.start([rest.SuperResolutionModel(args.name, versions, args.max_pixels,
+                                            args.max_batch_size, admission)])
   except RuntimeError as error:  # a port already taken
     sys.exit(f"serving: error: {error}")
   except KeyboardInterrupt:

@@ -4,7 +4,8 @@ client code works unchanged.
 
 Predict serves both signatures: `serving_default` (input "images", DT_STRING [N]) and
 `upscale` (input "lr", DT_FLOAT [N, H, W, 3]). Its model work goes through the same
-admission control as REST's: RESOURCE_EXHAUSTED when the server is full.
+admission control as REST's: RESOURCE_EXHAUSTED when the server is full. N is held to
+--max-batch-size, as REST's instances are.
 """
 from concurrent import futures
 from typing import Optional
@@ -67,6 +68,11 @@ class _Base:
 
 class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
 
+  def __init__(self, name: str, versions: VersionManager, max_pixels: int,
+               admission: admission_control.Admission, max_batch_size: int):
+    super().__init__(name, versions, max_pixels, admission)
+    self.max_batch_size = max_batch_size
+
   def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
     served = self._served(request.model_spec, context)
     signature = request.model_spec.signature_name or export.SERVING_SIGNATURE
@@ -111,8 +117,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
     except futures.CancelledError:
       context.abort(grpc.StatusCode.CANCELLED, "the client cancelled the request")
 
-  @staticmethod
-  def _input(request, key: str, dtype: tf.DType, rank: int):
+  def _input(self, request, key: str, dtype: tf.DType, rank: int):
     extra = set(request.inputs) - {key}
     if key not in request.inputs or extra:
       raise protocol.BadRequest(f"expected exactly one input '{key}', got {sorted(request.inputs)}")
@@ -129,6 +134,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
           f"input '{key}' must have rank {rank}, got shape {list(array.shape)}")
     if array.shape[0] == 0:
       raise protocol.BadRequest(f"input '{key}' holds no images")
+    protocol.check_batch(array.shape[0], f"input '{key}'", self.max_batch_size)
     return array
 
   def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
@@ -161,7 +167,7 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):
 
 
 def build_server(name: str, versions: VersionManager, max_pixels: int, host: str, port: int,
-                 admission: admission_control.Admission) -> grpc.Server:
+                 admission: admission_control.Admission, max_batch_size: int) -> grpc.Server:
   """A started-to-be gRPC server bound to host:port (raises RuntimeError if the port is taken)."""
   server = grpc.server(
       futures.ThreadPoolExecutor(max_workers=admission.capacity + SPARE_THREADS,
@@ -170,7 +176,7 @@ def build_server(name: str, versions: VersionManager, max_pixels: int, host: str
                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.so_reuseport", 0)])
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      PredictionService(name, versions, max_pixels, admission), server)
+      PredictionService(name, versions, max_pixels, admission, max_batch_size), server)
   model_service_pb2_grpc.add_ModelServiceServicer_to_server(
       ModelService(name, versions, max_pixels), server)
   address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -18,9 +18,20 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_REST_PORT = 8501
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_POLL_SECONDS = 1.0  # TF Serving's --file_system_poll_wait_seconds
-# Larger requests are refused (400 / INVALID_ARGUMENT) before any decoding; clients
-# split big images into tiles (serving.client does).
-DEFAULT_MAX_PIXELS = 4096 * 4096
+# Larger images are refused (400 / INVALID_ARGUMENT) before any decoding. 50.3 MP admits
+# a 50 MP phone photo (8160 x 6120) whole; clients may still send tiles (serving.client does).
+DEFAULT_MAX_PIXELS = 8192 * 6144
+# A REST body over this is refused (413) before it is read whole, so no request holds more
+# memory: base64 (4/3 of the bytes) of a JPEG up to 48 MB fits, and a 50 MP phone JPEG
+# is 10-25 MB.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+# More images in one request are refused (400 / INVALID_ARGUMENT): one request's images
+# run one after another on one slot, so a big batch would hold it for long.
+DEFAULT_MAX_BATCH_SIZE = 8
+# Working memory one request's upscaling may take, by a conservative estimate
+# (superres.inference.Upscaler.bytes_per_pixel): it sets the tile size of each loaded
+# model. Four requests at once stay near 1 GB on top of the loaded model.
+DEFAULT_MAX_REQUEST_MEMORY = 256 * 1024 * 1024
 # Admission control (serving.admission): predictions running at once, and how many more
 # may wait for a slot, for how long. Beyond that a request is refused at once (REST 429,
 # gRPC RESOURCE_EXHAUSTED) rather than queued without bound.
@@ -76,6 +87,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                       help="how often to look for new versions")
   parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
                       help="largest image (width x height) one request may carry")
+  parser.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
+                      help="largest REST request body; larger ones get HTTP 413 before "
+                      "they are read")
+  parser.add_argument("--max-batch-size", type=_positive_int, default=DEFAULT_MAX_BATCH_SIZE,
+                      help="most images one request may carry (REST instances, gRPC batch)")
+  parser.add_argument("--max-request-memory", type=_positive_int,
+                      default=DEFAULT_MAX_REQUEST_MEMORY,
+                      help="bytes of working memory one request's upscaling may take; images "
+                      "run in tiles sized to fit it, whatever their size")
   parser.add_argument("--max-in-flight", type=_positive_int, default=DEFAULT_MAX_IN_FLIGHT,
                       help="predictions run at once, REST and gRPC together")
   parser.add_argument("--max-queued", type=_non_negative_int, default=DEFAULT_MAX_QUEUED,
@@ -103,6 +123,9 @@ def serving_command(args: argparse.Namespace) -> List[str]:
              "--name", args.name, "--host", args.host,
              "--rest-port", str(args.rest_port), "--grpc-port", str(args.grpc_port)]
   for option, attribute in (("--poll-seconds", "poll_seconds"), ("--max-pixels", "max_pixels"),
+                            ("--max-body-bytes", "max_body_bytes"),
+                            ("--max-batch-size", "max_batch_size"),
+                            ("--max-request-memory", "max_request_memory"),
                             ("--max-in-flight", "max_in_flight"), ("--max-queued", "max_queued"),
                             ("--queue-timeout-seconds", "queue_timeout_seconds")):
     value = getattr(args, attribute, None)

@@ -4,12 +4,15 @@ REST (TF Serving's JSON API), row or columnar form:
   {"instances": [{"b64": "<base64 image>"}, ...]} -> {"predictions": [{"b64": "<base64 PNG>"}]}
   {"inputs": [{"b64": ...}, ...]}                 -> {"outputs": [{"b64": ...}, ...]}
 An instance may also name the input: {"images": {"b64": ...}}.
+
+The limits on images per request and pixels per image are checked here, for REST and
+gRPC alike.
 """
 import base64
 import binascii
 import io
 import json
-from typing import Any, Dict, List, Tuple
+from typing import Any, Iterable, Iterator, List, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -22,6 +25,11 @@ FLOAT_OUTPUT_KEY = "sr"
 
 # The size check below is ours; PIL's own decompression-bomb limit would only get in its way.
 Image.MAX_IMAGE_PIXELS = None
+
+# Answers are base64-encoded in pieces of this many bytes, a multiple of 3 so that the
+# pieces join into the whole's encoding: each holds the GIL for a millisecond or so, not
+# for the whole of a large image, and the event loop answers status calls meanwhile.
+B64_PIECE_BYTES = 3 * 256 * 1024
 
 EXAMPLE = '{"instances": [{"b64": "<base64 of a PNG or JPEG file>"}]}'
 
@@ -36,11 +44,13 @@ def parse_json(body: Any) -> Any:
     try:
       return json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
-      raise BadRequest(f"the request body is not valid JSON ({error}); send {EXAMPLE}") from None
+      # "Unrecognized request format" is what KServe's route said; clients may match it.
+      raise BadRequest(f"Unrecognized request format: the request body is not valid JSON "
+                       f"({error}); send {EXAMPLE}") from None
   return body
 
 
-def parse_predict_request(body: Any) -> Tuple[List[bytes], bool]:
+def parse_predict_request(body: Any, max_batch_size: int) -> Tuple[List[bytes], bool]:
   """Encoded images of a predict request, and whether it used the columnar ("inputs") form."""
   body = parse_json(body)
   if not isinstance(body, dict):
@@ -60,6 +70,7 @@ def parse_predict_request(body: Any) -> Tuple[List[bytes], bool]:
     items = items[INPUT_KEY]
   if not isinstance(items, list) or not items:
     raise BadRequest(f"\"{field}\" must be a non-empty list of images, like {EXAMPLE}")
+  check_batch(len(items), field, max_batch_size)
   return [_decode_b64(item, f"{field}[{i}]") for i, item in enumerate(items)], columnar
 
 
@@ -96,6 +107,39 @@ def check_size(height: int, width: int, where: str, max_pixels: int) -> None:
     raise BadRequest(f"{where}: image has no pixels")
 
 
-def predict_response(images: List[bytes], columnar: bool) -> Dict[str, Any]:
-  encoded = [{"b64": base64.b64encode(image).decode("ascii")} for image in images]
-  return {"outputs": encoded} if columnar else {"predictions": encoded}
+def check_batch(count: int, where: str, max_batch_size: int) -> None:
+  """Refuses more images in one request than --max-batch-size, before any is decoded."""
+  if count > max_batch_size:
+    raise BadRequest(
+        f"{where}: {count} images, over this server's limit of {max_batch_size} per request "
+        f"(--max-batch-size); send them in several requests or raise the limit")
+
+
+def predict_response_pieces(images: Iterable[Iterable[bytes]],
+                            columnar: bool) -> Iterator[bytes]:
+  """The JSON answer, {"predictions": [{"b64": ...}, ...]} (or "outputs"), in pieces.
+
+  Each image comes as its bytes in pieces (a PNG stream), encoded as they arrive, so the
+  answer need never be held whole. Written out rather than by a JSON encoder, which
+  would scan every base64 character again while holding the GIL; base64 needs no
+  escaping.
+  """
+  yield b'{"outputs":[' if columnar else b'{"predictions":['
+  for i, pieces in enumerate(images):
+    yield b',{"b64":"' if i else b'{"b64":"'
+    carry = b""  # base64 encodes 3 bytes at a time: the rest waits for the next piece
+    for piece in pieces:
+      data = carry + piece if carry else piece
+      whole = len(data) - len(data) % 3
+      for start in range(0, whole, B64_PIECE_BYTES):
+        yield base64.b64encode(data[start:min(start + B64_PIECE_BYTES, whole)])
+      carry = data[whole:]
+    if carry:
+      yield base64.b64encode(carry)
+    yield b'"}'
+  yield b"]}"
+
+
+def predict_response(images: List[bytes], columnar: bool) -> bytes:
+  """The whole JSON answer for images held whole."""
+  return b"".join(predict_response_pieces(([image] for image in images), columnar))

@@ -1,30 +1,38 @@
-"""TF Serving's REST API through KServe's model server.
+"""TF Serving's REST API on KServe's model server.
 
-KServe answers `POST /v1/models/NAME:predict` (its V1 protocol is TF Serving's) with
-the model below. The routes TF Serving has and KServe lacks are added to KServe's
-FastAPI app: per-version predict, and TF Serving's status and metadata answers.
-Predictions go through admission control (429 with Retry-After when full); its counts
-are on KServe's Prometheus endpoint, GET /metrics.
+KServe's FastAPI app and uvicorn server carry TF Serving's routes only: predict (the
+newest version or a given one), status and metadata, plus KServe's Prometheus endpoint,
+GET /metrics. KServe's own routes (its V2 / Open Inference Protocol, and the model
+repository's load and unload) are left out, so nothing reachable over the network loads
+or unloads a model.
+
+A request body over --max-body-bytes gets 413 before it is held whole. Predictions go
+through admission control (429 with Retry-After when full), which also runs their JSON
+and base64 decoding: the event loop only moves bytes, so status calls are answered at
+once however large the predictions running. Admission counts are on GET /metrics.
 """
 import asyncio
 import logging
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import fastapi
 from fastapi.responses import JSONResponse, Response
 import kserve
 from kserve import errors as kserve_errors
 from kserve import model_server as kserve_model_server
-from kserve.protocol.rest.server import RESTServer
+from kserve.protocol.rest.server import RESTServer, metrics_handler
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from serving import admission as admission_control
 from serving import messages
 from serving import predict
 from serving import protocol
-from serving.versions import AVAILABLE, NoVersionAvailable, VersionManager, VersionNotFound
+from serving import streaming
+from serving.versions import (AVAILABLE, NoVersionAvailable, ServedVersion, VersionManager,
+                              VersionNotFound)
 
 logger = logging.getLogger("serving.rest")
 
@@ -35,11 +43,12 @@ PREDICT_SUFFIX = ":predict"  # TF Serving's predict URLs: /v1/models/NAME[/versi
 class SuperResolutionModel(kserve.Model):
   """Serves whichever version the VersionManager holds; ready once one has loaded."""
 
-  def __init__(self, name: str, versions: VersionManager, max_pixels: int,
+  def __init__(self, name: str, versions: VersionManager, max_pixels: int, max_batch_size: int,
                admission: admission_control.Admission):
     super().__init__(name)
     self.versions = versions
     self.max_pixels = max_pixels
+    self.max_batch_size = max_batch_size
     self.admission = admission
 
   async def healthy(self) -> bool:
@@ -56,21 +65,39 @@ class SuperResolutionModel(kserve.Model):
     # Loading is the VersionManager's job; KServe calls this for a model that is not ready.
     return self._has_served()
 
-  async def predict(self, payload, headers=None, response_headers=None):
-    return await self.predict_version(payload, None)
-
-  async def predict_version(self, payload, version: Optional[int]) -> dict:
+  async def predict_version(self, request: fastapi.Request, version: Optional[int]) -> Response:
+    """Answers a predict request; its body is parsed with the model work, once admitted,
+    and the answer is sent as each row of tiles is upscaled."""
+    served = self.versions.served(version)  # 404 or 503 before the body is read
+    chunks = [chunk async for chunk in request.stream()]  # at most --max-body-bytes
+    pipe = streaming.AnswerPipe(asyncio.get_running_loop())
     try:
-      served = self.versions.served(version)
-      images, columnar = protocol.parse_predict_request(payload)
-      # A disconnected client does not cancel this coroutine; the work finishes and its
-      # future frees the slot either way.
-      outputs = await asyncio.wrap_future(self.admission.submit(
-          predict.upscale_encoded, served, images, self.max_pixels,
-          "inputs" if columnar else "instances"))
+      # Bad input is found before the first piece, so it still gets a 400.
+      first = await pipe.first(self.admission.submit(self._predict, served, chunks, pipe))
     except protocol.BadRequest as error:
+      pipe.close()
       raise kserve_errors.InvalidInput(str(error)) from None
-    return protocol.predict_response(outputs, columnar)
+    except BaseException:  # refused, failed, or cancelled with the connection
+      pipe.close()
+      raise
+    return streaming.PipedResponse(pipe, first)
+
+  def _predict(self, served: ServedVersion, chunks: List[bytes],
+               pipe: streaming.AnswerPipe) -> None:
+    """Makes the JSON answer to a request body and sends it down `pipe`; on an admission
+    thread, as all of it is proportional to the body or to the images."""
+    images, columnar = self._parse(chunks)
+    streams = predict.png_streams(served, images, self.max_pixels,
+                                  "inputs" if columnar else "instances")
+    try:
+      pipe.send_all(protocol.predict_response_pieces(streams, columnar))
+    except streaming.ClientGone:
+      logger.info("a client stopped reading its answer; its prediction was stopped")
+
+  def _parse(self, chunks: List[bytes]) -> Tuple[List[bytes], bool]:
+    body = b"".join(chunks)
+    chunks.clear()  # the body is held once, and only until it is parsed
+    return protocol.parse_predict_request(body, self.max_batch_size)
 
 
 def _not_found(message: str) -> JSONResponse:
@@ -78,7 +105,7 @@ def _not_found(message: str) -> JSONResponse:
 
 
 def add_routes(app: fastapi.FastAPI, model: SuperResolutionModel) -> None:
-  """TF Serving routes KServe does not have; registered before KServe's, so they take precedence."""
+  """TF Serving's REST API: status, metadata and predict, for the newest version or a given one."""
   versions = model.versions
 
   def check_name(name: str) -> None:
@@ -118,15 +145,20 @@ def add_routes(app: fastapi.FastAPI, model: SuperResolutionModel) -> None:
   async def version_metadata(name: str, version: int) -> JSONResponse:
     return metadata(name, version)
 
-  async def version_predict(name: str, version: int, request: fastapi.Request) -> JSONResponse:
+  async def model_predict(name: str, request: fastapi.Request) -> Response:
     check_name(name)
-    return JSONResponse(await model.predict_version(await request.body(), version))
+    return await model.predict_version(request, None)
+
+  async def version_predict(name: str, version: int, request: fastapi.Request) -> Response:
+    check_name(name)
+    return await model.predict_version(request, version)
 
   app.add_api_route("/v1/models/{name}", model_status, methods=["GET"])
   app.add_api_route("/v1/models/{name}/versions/{version}", version_status, methods=["GET"])
   app.add_api_route("/v1/models/{name}/metadata", model_metadata, methods=["GET"])
   app.add_api_route("/v1/models/{name}/versions/{version}/metadata", version_metadata,
                     methods=["GET"])
+  app.add_api_route("/v1/models/{name}" + PREDICT_SUFFIX, model_predict, methods=["POST"])
   app.add_api_route("/v1/models/{name}/versions/{version}" + PREDICT_SUFFIX, version_predict,
                     methods=["POST"])
 
@@ -141,16 +173,6 @@ def exception_handlers(model: SuperResolutionModel) -> Dict[type, Callable]:
   async def no_version(_, error: NoVersionAvailable) -> JSONResponse:
     return JSONResponse(status_code=503, content={"error": str(error)})
 
-  async def not_ready(_, error: kserve_errors.ModelNotReady) -> JSONResponse:
-    # KServe's own predict route checks readiness first; say why, as our routes do.
-    try:
-      model.versions.served()
-      message = str(error)
-    except NoVersionAvailable as reason:
-      message = str(reason)
-    logger.info("refused a request (503): %s", message)
-    return JSONResponse(status_code=503, content={"error": message})
-
   async def overloaded(_, error: admission_control.Overloaded) -> JSONResponse:
     return overloaded_response(error)
 
@@ -159,9 +181,16 @@ def exception_handlers(model: SuperResolutionModel) -> Dict[type, Callable]:
     logger.info("a client disconnected while sending %s %s", request.method, request.url.path)
     return Response(status_code=499)  # nginx's "client closed request", for the access log
 
+  async def no_route(request: fastapi.Request, error: HTTPException) -> JSONResponse:
+    # 404 and 405 for paths outside the API, in TF Serving's {"error": ...} form.
+    return JSONResponse(status_code=error.status_code, headers=error.headers, content={
+        "error": f"{request.method} {request.url.path}: {error.detail}; this server answers "
+                 f"TF Serving's REST API: GET /v1/models/{model.name}[/versions/N][/metadata], "
+                 f"POST /v1/models/{model.name}[/versions/N]{PREDICT_SUFFIX}, and GET /metrics"})
+
   return {VersionNotFound: version_not_found, NoVersionAvailable: no_version,
-          kserve_errors.ModelNotReady: not_ready, admission_control.Overloaded: overloaded,
-          ClientDisconnect: client_gone}
+          admission_control.Overloaded: overloaded,
+          ClientDisconnect: client_gone, HTTPException: no_route}
 
 
 def overloaded_response(error: admission_control.Overloaded) -> JSONResponse:
@@ -190,6 +219,72 @@ class AdmissionGate:
         await overloaded_response(error)(scope, receive, send)
         return
     await self.app(scope, receive, send)
+
+
+class BodyTooLarge(Exception):
+  """A request body without a Content-Length passed the limit while it was being read."""
+
+
+class BodyLimit:
+  """ASGI middleware: answers 413 to a request body over `max_bytes`, never holding more.
+
+  A Content-Length over the limit is refused before any of the body is read; a body
+  without one (chunked) is counted as the route reads it and refused as soon as it
+  passes the limit. Uvicorn discards the rest of the body and keeps the connection open,
+  so the client reads the answer once it has sent its body.
+  """
+
+  def __init__(self, app, max_bytes: int):
+    self.app = app
+    self.max_bytes = max_bytes
+
+  async def __call__(self, scope, receive, send):
+    if scope["type"] != "http":
+      await self.app(scope, receive, send)
+      return
+    declared = _content_length(scope)
+    if declared is not None and declared > self.max_bytes:
+      await self._refuse(scope, receive, send, f" ({declared} bytes)")
+      return
+    received = 0
+    started = False
+
+    async def counting_receive():
+      nonlocal received
+      message = await receive()
+      received += len(message.get("body", b""))
+      if received > self.max_bytes:
+        raise BodyTooLarge()
+      return message
+
+    async def watching_send(message):
+      nonlocal started
+      started = started or message["type"] == "http.response.start"
+      await send(message)
+
+    try:
+      await self.app(scope, counting_receive, watching_send)
+    except BodyTooLarge:
+      if started:  # cannot happen on our routes: they read the whole body first
+        raise
+      await self._refuse(scope, receive, send, "")
+
+  async def _refuse(self, scope, receive, send, size: str) -> None:
+    message = (f"the request body{size} is over this server's limit of {self.max_bytes} bytes "
+               f"(--max-body-bytes); send fewer or smaller images per request (serving.client "
+               f"sends large images in tiles) or raise the limit")
+    logger.info("refused a request (413): %s", message)
+    await JSONResponse(status_code=413, content={"error": message})(scope, receive, send)
+
+
+def _content_length(scope) -> Optional[int]:
+  for name, value in scope["headers"]:
+    if name == b"content-length":
+      try:
+        return int(value)
+      except ValueError:
+        return None  # uvicorn refuses a malformed one before we see it
+  return None
 
 
 class AdmissionMetrics:
@@ -233,14 +328,25 @@ async def _client_error(_, error: Exception) -> JSONResponse:
 class _RESTServer(RESTServer):
 
   def __init__(self, *args, handlers: Dict[type, Callable],
-               admission: admission_control.Admission, **kwargs):
+               admission: admission_control.Admission, max_body_bytes: int, **kwargs):
     super().__init__(*args, **kwargs)
     self._handlers = handlers
     self._admission = admission
+    self._max_body_bytes = max_body_bytes
 
   def _add_middlewares(self, app: fastapi.FastAPI):
     super()._add_middlewares(app)
-    app.add_middleware(AdmissionGate, admission=self._admission)  # the outermost
+    app.add_middleware(AdmissionGate, admission=self._admission)
+    # The outermost: a body that can never be served is refused (413) before a full
+    # server's 429 would ask for a retry.
+    app.add_middleware(BodyLimit, max_bytes=self._max_body_bytes)
+
+  def _register_endpoints(self, app: fastapi.FastAPI):
+    # Instead of KServe's routes: add_routes() has put TF Serving's on the app already.
+    app.add_api_route("/metrics", metrics_handler, methods=["GET"])
+    # FastAPI's own OpenAPI schema route is not part of the API either.
+    app.router.routes[:] = [route for route in app.router.routes
+                            if getattr(route, "path", None) != app.openapi_url]
 
   def _add_exception_handlers(self, app: fastapi.FastAPI):
     super()._add_exception_handlers(app)
@@ -253,11 +359,12 @@ class _RESTServer(RESTServer):
 class ModelServer(kserve.ModelServer):
   """KServe's model server bound to one address (KServe itself binds all interfaces)."""
 
-  def __init__(self, host: str, rest_port: int):
+  def __init__(self, host: str, rest_port: int, max_body_bytes: int):
     super().__init__(http_port=rest_port, enable_grpc=False, workers=1,
                      enable_docs_url=False, enable_latency_logging=False,
                      grace_period=GRACEFUL_SHUTDOWN_SECONDS)
     self.host = host
+    self.max_body_bytes = max_body_bytes
     # KServe's timing middleware logs two lines per request; the access log has one.
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
 
@@ -272,7 +379,7 @@ class ModelServer(kserve.ModelServer):
         "kserve.model_server:app", self.dataplane, self.model_repository_extension,
         self.http_port, workers=1, grace_period=self.grace_period,
         timeout_keep_alive=self.timeout_keep_alive, handlers=exception_handlers(models[0]),
-        admission=models[0].admission)
+        admission=models[0].admission, max_body_bytes=self.max_body_bytes)
     self._rest_server.config.host = self.host
     self.servers.append(self._rest_server.start())
     asyncio.run(self._serve())

@@ -363,6 +363,9 @@ def test_launcher_and_rest_client_need_no_tensorflow():
       SERVING_PYTHON, "-m", "serving", "--model-base", os.path.abspath("m"), "--name", NAME,
       "--host", "127.0.0.1", "--rest-port", "8501", "--grpc-port", "8500",
       "--poll-seconds", "1.0", "--max-pixels", str(launcher.DEFAULT_MAX_PIXELS),
+      "--max-body-bytes", str(launcher.DEFAULT_MAX_BODY_BYTES),
+      "--max-batch-size", str(launcher.DEFAULT_MAX_BATCH_SIZE),
+      "--max-request-memory", str(launcher.DEFAULT_MAX_REQUEST_MEMORY),
       "--max-in-flight", str(launcher.DEFAULT_MAX_IN_FLIGHT),
       "--max-queued", str(launcher.DEFAULT_MAX_QUEUED),
       "--queue-timeout-seconds", str(launcher.DEFAULT_QUEUE_TIMEOUT_SECONDS)]
