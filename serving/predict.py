@@ -20,15 +20,21 @@ def png_streams(served: ServedVersion, images: List[bytes], max_pixels: int,
                 field: str = "instances") -> Iterator[Iterator[bytes]]:
   """Encoded images -> one PNG byte stream per image, upscaled in tiles as it is read.
 
-  Every image is checked (header, then a full decode) before the first stream is
-  given, so a bad one costs no model time and an answer never fails half-sent. Only
-  the image being upscaled is held decoded.
+  Every image is checked (header, then a full decode) before this returns, so a bad one
+  costs no model time and an answer never fails half-sent. Only the image being
+  upscaled is held decoded.
   """
   for i, image in enumerate(images):
     protocol.check_image(image, f"{field}[{i}]", max_pixels)
-  lr = _decode(images[0], f"{field}[0]")
+  first = _decode(images[0], f"{field}[0]")
   for i in range(1, len(images)):
     _decode(images[i], f"{field}[{i}]")  # checked now, decoded again when its turn comes
+  return _streams(served, images, first, field)
+
+
+def _streams(served: ServedVersion, images: List[bytes], first: np.ndarray,
+             field: str) -> Iterator[Iterator[bytes]]:
+  lr = first
   for i in range(len(images)):
     if i:
       lr = _decode(images[i], f"{field}[{i}]")

@@ -21,6 +21,7 @@ import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
+from serving import launcher
 from superres import inference
 
 logger = logging.getLogger("serving.versions")
@@ -31,7 +32,6 @@ AVAILABLE = "AVAILABLE"
 END = "END"
 
 WARMUP_SIDE = 8  # pixels per side of the synthetic warm-up image
-DEFAULT_MAX_REQUEST_MEMORY = 256 << 20
 
 
 class VersionNotFound(LookupError):
@@ -83,7 +83,7 @@ class VersionManager:
   """Keeps the highest complete version of one model loaded, swapping in newer ones."""
 
   def __init__(self, base_dir: str, poll_seconds: float = 1.0,
-               max_request_memory: int = DEFAULT_MAX_REQUEST_MEMORY):
+               max_request_memory: int = launcher.DEFAULT_MAX_REQUEST_MEMORY):
     self.base_dir = base_dir
     self.poll_seconds = poll_seconds
     self.max_request_memory = max_request_memory

@@ -30,6 +30,7 @@ MISSING_ENVIRONMENT = (f"the serving environment {launcher.SERVING_VENV} is miss
 NAME = configs.MODEL_NAME
 START_TIMEOUT = 180  # TensorFlow imports slowly on a busy machine
 STOP_TIMEOUT = 20
+GRPC_EVENT_ENGINE_THREAD = "event_engine"  # the thread name gRPC's C core gives its pool
 
 
 def serving_environment_missing() -> bool:
@@ -169,8 +170,16 @@ class Server:
     return len(os.listdir(f"/proc/{self.pid}/fd"))
 
   def threads(self) -> int:
-    with open(f"/proc/{self.pid}/status") as f:
-      return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    """The server's threads, less gRPC's event engine pool, which grows and shrinks with
+    the load by itself."""
+    count = 0
+    for task in os.listdir(f"/proc/{self.pid}/task"):
+      try:
+        with open(f"/proc/{self.pid}/task/{task}/comm") as f:
+          count += f.read().strip() != GRPC_EVENT_ENGINE_THREAD
+      except FileNotFoundError:  # ended while we looked
+        pass
+    return count
 
   def kill(self) -> None:
     """SIGKILL, as an out-of-memory kill or a node failure would end it."""
