@@ -25,6 +25,7 @@ from serving import protocol
 from serving.versions import NoVersionAvailable, ServedVersion, VersionManager, VersionNotFound
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+FLOAT_BYTES = 4
 # Threads beyond those admitted predictions can hold, so that refusals, status and
 # metadata calls are answered at once while predictions run and wait.
 SPARE_THREADS = 4
@@ -76,20 +77,28 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
   def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
     served = self._served(request.model_spec, context)
     signature = request.model_spec.signature_name or export.SERVING_SIGNATURE
+    response = predict_pb2.PredictResponse(
+        model_spec=messages.model_spec(self.name, served.version, signature))
     try:
       if signature == export.SERVING_SIGNATURE:
         input_key, output_key = protocol.INPUT_KEY, protocol.OUTPUT_KEY
         images = list(self._input(request, input_key, tf.string, 1))
 
         def run():
-          output = predict.upscale_encoded(served, images, self.max_pixels, input_key)
-          return tf.make_tensor_proto(output, dtype=tf.string, shape=[len(output)])
+          # Each PNG goes straight into the answer, so a large one is not copied twice.
+          tensor = response.outputs[output_key]
+          tensor.dtype = tf.string.as_datatype_enum
+          tensor.tensor_shape.dim.add(size=len(images))
+          for png in predict.png_streams(served, images, self.max_pixels, input_key):
+            tensor.string_val.append(b"".join(png))
       elif signature == export.FLOAT_SIGNATURE:
         input_key, output_key = protocol.FLOAT_INPUT_KEY, protocol.FLOAT_OUTPUT_KEY
         lr = self._input(request, input_key, tf.float32, 4)
+        _check_float_answer_fits(lr.shape, served.upscaler.scale, output_key)
 
         def run():
-          return tf.make_tensor_proto(predict.upscale_float(served, lr, self.max_pixels))
+          response.outputs[output_key].CopyFrom(
+              tf.make_tensor_proto(predict.upscale_float(served, lr, self.max_pixels)))
       else:
         raise protocol.BadRequest(
             f"Serving signature name: \"{signature}\" not found in signature def; this model "
@@ -98,14 +107,11 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
       if unknown:
         raise protocol.BadRequest(f"output_filter names {sorted(unknown)}; signature "
                                   f"'{signature}' has only the output '{output_key}'")
-      tensor = self._admitted(run, context)
+      self._admitted(run, context)
     except protocol.BadRequest as error:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
     except admission_control.Overloaded as error:
       context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
-    response = predict_pb2.PredictResponse(
-        model_spec=messages.model_spec(self.name, served.version, signature))
-    response.outputs[output_key].CopyFrom(tensor)
     return response
 
   def _admitted(self, run, context):
@@ -164,6 +170,18 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):
           f"any versions of model {spec.name}"
       context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find {what}")
     return messages.model_status(statuses)
+
+
+def _check_float_answer_fits(shape, scale: int, output_key: str) -> None:
+  """Refuses, before any work, a float batch whose answer could not be sent back."""
+  count, height, width, channels = shape
+  answer_bytes = count * height * scale * width * scale * channels * FLOAT_BYTES
+  if answer_bytes > MAX_MESSAGE_BYTES:
+    raise protocol.BadRequest(
+        f"output '{output_key}' would be {count}x{height * scale}x{width * scale}x{channels} "
+        f"floats ({answer_bytes} bytes), over the {MAX_MESSAGE_BYTES}-byte gRPC message limit; "
+        f"send encoded images to '{export.SERVING_SIGNATURE}' (PNG answers are ~10x smaller) "
+        f"or smaller tiles")
 
 
 def build_server(name: str, versions: VersionManager, max_pixels: int, host: str, port: int,

@@ -304,3 +304,15 @@ def test_documented_routes_answer(server):
   for path in (f"/v1/models/{NAME}", f"/v1/models/{NAME}/versions/1", f"/v1/models/{NAME}/metadata",
                f"/v1/models/{NAME}/versions/1/metadata", "/metrics"):
     assert requests.get(server.url + path, timeout=10).status_code == 200, path
+
+
+def test_float_answer_too_large_for_grpc_is_refused_before_running(server):
+  # 2400 x 2400 floats in (69 MB) would be 276 MB out at x2: over gRPC's message limit.
+  lr = np.zeros([1, 2400, 2400, 3], np.float32)
+  started = time.monotonic()
+  with pytest.raises(grpc.RpcError) as refused:
+    _grpc_predict(server, tf.constant(lr), "lr", "upscale")
+  assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+  assert "over the 268435456-byte gRPC message limit" in refused.value.details()
+  assert "send encoded images to 'serving_default'" in refused.value.details()
+  assert time.monotonic() - started < 10  # refused, not run
