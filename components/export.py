@@ -2,15 +2,22 @@
 
 Incoming bytes go through components.image_ops.decode_rgb, the same function that
 decodes training images in Transform, so serving and training see identical pixels.
+Each image is upscaled in tiles (components.image_ops.upscale_in_tiles), so a phone
+photo needs no more working memory in stock TF Serving than a small image does.
 With self_ensemble the graph itself averages the 8 flips/rotations, so TF Serving, the
 Evaluator and `superres upscale` all serve the same, ensembled, images.
 """
 import keras
 import tensorflow as tf
 
+from components import footprint
 from components import image_ops
 
 SERVING_SIGNATURE = "serving_default"  # images: string [N] -> images: PNG string [N]
+# serving_default upscales each image in tiles sized so that one image's network
+# activations stay within this, by the estimate of components.footprint: stock TF Serving
+# then needs about 3 bytes per output pixel beyond it, however large the photo.
+SERVING_TILE_MEMORY = 256 * 1024 * 1024
 FLOAT_SIGNATURE = "upscale"  # lr: float32 [N, H, W, 3] in [0, 1] -> sr: float32
 
 
@@ -25,6 +32,12 @@ class SuperResolutionModule(tf.Module):
     # the Python bool decides the traced graph.
     self.self_ensemble = tf.Variable(self_ensemble, trainable=False, name="self_ensemble")
     self._ensemble = self_ensemble
+    kernels = [weight.shape for weight in model.weights if len(weight.shape) == 4]
+    self._tile_margin = footprint.receptive_radius(kernels)
+    self._tile_size = footprint.tile_size_for_budget(
+        SERVING_TILE_MEMORY, footprint.bytes_per_pixel(kernels, scale, self_ensemble),
+        self._tile_margin)
+    self._scale = scale
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="lr")])
   def upscale(self, lr):
@@ -35,9 +48,10 @@ class SuperResolutionModule(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
   def serve_encoded(self, images):
     def upscale_one(encoded):
-      lr = image_ops.decode_rgb(encoded)[tf.newaxis]
-      sr = self.upscale(lr)["sr"][0]
-      return tf.io.encode_png(image_ops.to_uint8(sr))
+      sr = image_ops.upscale_in_tiles(lambda lr: self.upscale(lr)["sr"],
+                                      image_ops.decode_rgb(encoded), self._scale,
+                                      self._tile_size, self._tile_margin)
+      return tf.io.encode_png(sr)
     # Images of different sizes cannot share a batch tensor: one at a time.
     return {"images": tf.map_fn(upscale_one, images, fn_output_signature=tf.string)}
 

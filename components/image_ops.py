@@ -105,3 +105,42 @@ def self_ensemble(upscale, lr: tf.Tensor) -> tf.Tensor:
       sr = tf.image.rot90(upscale(tf.image.rot90(flipped, k)), -k)
       outputs.append(tf.image.flip_left_right(sr) if flip else sr)
   return tf.add_n(outputs) / len(outputs)
+
+
+def upscale_in_tiles(upscale, lr: tf.Tensor, scale: int, tile_size: int,
+                     tile_margin: int) -> tf.Tensor:
+  """`upscale` (float [1, h, w, 3] -> [1, s*h, s*w, 3]) over `lr` [H, W, 3] in
+  overlapping tiles, one at a time -> uint8 [s*H, s*W, 3].
+
+  The graph twin of superres.tiling: each tile is upscaled with `tile_margin` pixels of
+  context where the image has them and only its inner part kept, so with a margin
+  covering the network's receptive radius the result is the whole-image one, while
+  only one tile's activations and the 8-bit result are held.
+  """
+  height, width = tf.shape(lr)[0], tf.shape(lr)[1]
+  rows, columns = -(-height // tile_size), -(-width // tile_size)
+
+  def tile(row, column):
+    top, left = row * tile_size, column * tile_size
+    bottom, right = tf.minimum(top + tile_size, height), tf.minimum(left + tile_size, width)
+    outer_top, outer_left = tf.maximum(top - tile_margin, 0), tf.maximum(left - tile_margin, 0)
+    outer = lr[outer_top:tf.minimum(bottom + tile_margin, height),
+               outer_left:tf.minimum(right + tile_margin, width)]
+    sr = upscale(outer[tf.newaxis])[0]
+    y0, x0 = (top - outer_top) * scale, (left - outer_left) * scale
+    return to_uint8(sr[y0:y0 + (bottom - top) * scale, x0:x0 + (right - left) * scale])
+
+  def concat_in_order(count, make, along_width):
+    """make(i) for i < count, one after another, joined along height (or width)."""
+    pieces = tf.TensorArray(tf.uint8, size=count, infer_shape=False,
+                            element_shape=tf.TensorShape([None, None, 3]))
+    _, pieces = tf.while_loop(
+        lambda i, _: i < count,
+        lambda i, pieces: (i + 1, pieces.write(
+            i, tf.transpose(make(i), [1, 0, 2]) if along_width else make(i))),
+        (tf.constant(0), pieces), parallel_iterations=1)  # one tile's activations at a time
+    joined = pieces.concat()  # along the first axis
+    return tf.transpose(joined, [1, 0, 2]) if along_width else joined
+
+  return concat_in_order(
+      rows, lambda row: concat_in_order(columns, lambda column: tile(row, column), True), False)

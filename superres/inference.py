@@ -14,6 +14,7 @@ from PIL import Image
 import tensorflow as tf
 
 from components import export
+from components import footprint
 from components import image_files
 from components import image_ops
 from pipeline import configs
@@ -33,17 +34,6 @@ JPEG_QUALITY = 95
 
 SIXTEEN_BIT_MAX = 65535.0
 
-# Every model adds its convolutions' output to a bicubic upscaling of the input, which
-# reads two pixels on each side (components/models/common.residual_model).
-BICUBIC_RADIUS = 2
-FLOAT_BYTES = 4
-# Memory of a network pass per low-resolution pixel is estimated from the kernels: every
-# layer's widest side kept at once, plus two tensors at the high resolution as wide as
-# the input of the last two layers (where every architecture has upsampled). Measured
-# peaks (TF 2.21, 256-512 px tiles) were 35-80 % of the estimate for ESPCN, EDSR and
-# resize-conv; the self-ensemble measured 1.2-1.8x a single pass.
-HIGH_RESOLUTION_TENSORS = 2
-ENSEMBLE_MEMORY_FACTOR = 2.0
 
 
 class ModelNotFoundError(ValueError):
@@ -150,22 +140,18 @@ class Upscaler:
 
   @property
   def receptive_radius(self) -> int:
-    """Low-resolution pixels on each side that can reach an output pixel: an upper bound
-    (every convolution counted as if at low resolution and in one chain)."""
-    return BICUBIC_RADIUS + sum(max(shape[0], shape[1]) // 2 for shape in self._kernel_shapes())
+    """Low-resolution pixels on each side that can reach an output pixel (an upper bound)."""
+    return footprint.receptive_radius(self._kernel_shapes())
 
   @property
   def bytes_per_pixel(self) -> float:
     """Estimated peak memory of upscaling, per low-resolution input pixel (erring high)."""
-    shapes = self._kernel_shapes() or [tf.TensorShape([1, 1, 3, 3])]
-    high_resolution_width = max(shape[2] for shape in shapes[-2:])
-    per_pixel = FLOAT_BYTES * (sum(max(shape[2], shape[3]) for shape in shapes)
-                               + HIGH_RESOLUTION_TENSORS * self.scale ** 2 * high_resolution_width)
-    return per_pixel * (ENSEMBLE_MEMORY_FACTOR if self.self_ensemble else 1.0)
+    return footprint.bytes_per_pixel(self._kernel_shapes(), self.scale, self.self_ensemble)
 
   def tile_size_for(self, budget_bytes: int) -> int:
     """The tile side that keeps one upscaling within `budget_bytes` of working memory."""
-    return tiling.tile_size_for_budget(budget_bytes, self.bytes_per_pixel, self.receptive_radius)
+    return footprint.tile_size_for_budget(budget_bytes, self.bytes_per_pixel,
+                                          self.receptive_radius)
 
   def _network(self, lr: tf.Tensor) -> tf.Tensor:
     return _single_output(self._upscale_fn(lr=lr), "sr", export.FLOAT_SIGNATURE)

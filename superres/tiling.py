@@ -7,15 +7,11 @@ inference (superres.inference), the server and the serving client (serving.clien
 plain Python, so the client can tile without importing TensorFlow.
 """
 import itertools
-import math
 from typing import Iterator, List, NamedTuple
 
 # Tiles hold at most TILE_SIZE low-resolution pixels per side, plus the margins.
 TILE_SIZE = 512
 TILE_MARGIN = 16
-# No tile is made smaller than this, whatever the memory budget: below it the margins
-# would cost more than the tile itself.
-MIN_TILE_SIZE = 32
 
 
 class Box(NamedTuple):
@@ -53,15 +49,6 @@ def tile_rows(height: int, width: int, tile_size: int = TILE_SIZE,
   for _, row in itertools.groupby(tiles(height, width, tile_size, tile_margin),
                                   key=lambda tile: tile.inner.top):
     yield list(row)
-
-
-def tile_size_for_budget(budget_bytes: int, bytes_per_pixel: float, tile_margin: int) -> int:
-  """The largest tile side whose outer box (tile plus margins) fits the memory budget."""
-  if budget_bytes <= 0 or bytes_per_pixel <= 0:
-    raise ValueError(f"budget and bytes per pixel must be positive, got {budget_bytes} and "
-                     f"{bytes_per_pixel}")
-  outer_side = math.isqrt(int(budget_bytes / bytes_per_pixel))
-  return max(outer_side - 2 * tile_margin, MIN_TILE_SIZE)
 
 
 def paste(sr, tile_sr, tile: Tile, scale: int) -> None:

@@ -13,10 +13,10 @@ import pytest
 from skimage import data
 
 from components import export
+from components import footprint
 from components.models import registry
 from superres import inference
 from superres import png_stream
-from superres import tiling
 
 ODD_SIZE = (37, 53)  # neither side a multiple of any tile size used below
 SMALL_TILE = 8  # many tiles, so that every seam and corner case is crossed
@@ -89,11 +89,11 @@ def test_tile_size_follows_the_memory_budget(tmp_path):
   # Eight 3x3 kernels (head, 2 blocks of 2, body end, upsampling, output), plus bicubic's 2.
   assert upscaler.receptive_radius == 8 + 2
   small, large = upscaler.tile_size_for(16 << 20), upscaler.tile_size_for(256 << 20)
-  assert tiling.MIN_TILE_SIZE < small < large
+  assert footprint.MIN_TILE_SIZE < small < large
   outer = large + 2 * upscaler.receptive_radius
   assert outer ** 2 * upscaler.bytes_per_pixel <= 256 << 20
   assert (outer + 1) ** 2 * upscaler.bytes_per_pixel > 256 << 20
-  assert upscaler.tile_size_for(1) == tiling.MIN_TILE_SIZE
+  assert upscaler.tile_size_for(1) == footprint.MIN_TILE_SIZE
 
 
 @pytest.mark.parametrize("height,width,strip_rows", [(1, 1, 1), (5, 7, 2), (64, 33, 64),
@@ -115,3 +115,18 @@ def test_png_stream_refuses_wrong_rows():
     stream.add(np.zeros([2, 5, 3], np.uint8))
   with pytest.raises(ValueError, match="3 rows written of the 4"):
     stream.finish()
+
+
+@pytest.mark.parametrize("architecture", registry.architecture_names())
+def test_exported_signature_tiles_in_its_graph(architecture, tmp_path, monkeypatch):
+  """Stock TF Serving runs `serving_default` as exported: its graph tiles large images
+  (here made to cut 32-pixel tiles) and still equals one whole-image pass."""
+  monkeypatch.setattr(export, "SERVING_TILE_MEMORY", 1)  # the smallest tiles there are
+  export.export_serving_model(_random_weights_model(architecture, 3), 3, str(tmp_path))
+  upscaler = inference.Upscaler(str(tmp_path))
+  lr = _photo(70, 45)  # 3 x 2 tiles of 32, the last row and column partial
+  assert footprint.MIN_TILE_SIZE < 45 < 70 < 3 * footprint.MIN_TILE_SIZE
+  tiled_in_graph = _pixels(upscaler.upscale_bytes(_png(lr)))
+  whole = upscaler.upscale(lr.astype(np.float32) / 255.0, tile_size=100)
+  assert tiled_in_graph.shape == (210, 135, 3)
+  assert np.abs(tiled_in_graph.astype(int) - np.round(whole * 255.0)).max() <= 1
