@@ -24,7 +24,8 @@ FLOAT_SIGNATURE = "upscale"  # lr: float32 [N, H, W, 3] in [0, 1] -> sr: float32
 class SuperResolutionModule(tf.Module):
   """Holds the network and its scale; both signatures call the same network."""
 
-  def __init__(self, model: keras.Model, scale: int, self_ensemble: bool = False):
+  def __init__(self, model: keras.Model, scale: int, self_ensemble: bool = False,
+               tile_memory: int = SERVING_TILE_MEMORY):
     super().__init__()
     self.model = model
     self.scale = tf.Variable(scale, dtype=tf.int32, trainable=False, name="scale")
@@ -35,7 +36,7 @@ class SuperResolutionModule(tf.Module):
     kernels = [weight.shape for weight in model.weights if len(weight.shape) == 4]
     self._tile_margin = footprint.receptive_radius(kernels)
     self._tile_size = footprint.tile_size_for_budget(
-        SERVING_TILE_MEMORY, footprint.bytes_per_pixel(kernels, scale, self_ensemble),
+        tile_memory, footprint.bytes_per_pixel(kernels, scale, self_ensemble),
         self._tile_margin)
     self._scale = scale
 
@@ -57,8 +58,10 @@ class SuperResolutionModule(tf.Module):
 
 
 def export_serving_model(model: keras.Model, scale: int, export_dir: str,
-                         self_ensemble: bool = False) -> None:
-  module = SuperResolutionModule(model, scale, self_ensemble)
+                         self_ensemble: bool = False,
+                         tile_memory: int = SERVING_TILE_MEMORY) -> None:
+  """`tile_memory` sets serving_default's tile size (see SERVING_TILE_MEMORY)."""
+  module = SuperResolutionModule(model, scale, self_ensemble, tile_memory)
   tf.saved_model.save(module, export_dir, signatures={
       SERVING_SIGNATURE: module.serve_encoded,
       FLOAT_SIGNATURE: module.upscale,

@@ -14,8 +14,8 @@ from starlette.responses import StreamingResponse
 
 MAX_WAITING_PIECES = 8
 PUT_POLL_SECONDS = 0.05  # how soon a blocked producer notices that its client has gone
-# A reader that takes no piece for this long is taken as gone, even if it never said so
-# (an answer abandoned before its first piece was read closes nothing).
+# A backstop to PipedResponse closing the pipe: a reader that takes no piece (about a
+# megabyte) for this long is taken as gone, even if nothing said so.
 STALLED_READER_SECONDS = 120
 _END = object()
 

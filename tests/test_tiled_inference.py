@@ -118,11 +118,11 @@ def test_png_stream_refuses_wrong_rows():
 
 
 @pytest.mark.parametrize("architecture", registry.architecture_names())
-def test_exported_signature_tiles_in_its_graph(architecture, tmp_path, monkeypatch):
+def test_exported_signature_tiles_in_its_graph(architecture, tmp_path):
   """Stock TF Serving runs `serving_default` as exported: its graph tiles large images
   (here made to cut 32-pixel tiles) and still equals one whole-image pass."""
-  monkeypatch.setattr(export, "SERVING_TILE_MEMORY", 1)  # the smallest tiles there are
-  export.export_serving_model(_random_weights_model(architecture, 3), 3, str(tmp_path))
+  export.export_serving_model(_random_weights_model(architecture, 3), 3, str(tmp_path),
+                              tile_memory=1)  # the smallest tiles there are
   upscaler = inference.Upscaler(str(tmp_path))
   lr = _photo(70, 45)  # 3 x 2 tiles of 32, the last row and column partial
   assert footprint.MIN_TILE_SIZE < 45 < 70 < 3 * footprint.MIN_TILE_SIZE
