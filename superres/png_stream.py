@@ -17,8 +17,10 @@ RGB_COLOR_TYPE = 2
 BIT_DEPTH = 8
 CHANNELS = 3
 PAETH_FILTER = 4  # the filter that compresses photos best (and what libpng favours)
-# zlib's default level; level 1 makes files ~15 % larger for ~2x less encoding time.
-COMPRESSION_LEVEL = 6
+# zlib level 1: on an 8 MP photo 0.55 s of CPU and 10.3 MB, against 3.1 s and 9.3 MB at
+# the default level 6 (tf.io.encode_png: 4.0 s, 8.9 MB). Upscaling is CPU-bound; 11 % more
+# bytes is the cheaper side.
+COMPRESSION_LEVEL = 1
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
