@@ -9,16 +9,17 @@ import math
 from typing import Sequence
 
 # Every model adds its convolutions' output to a bicubic upscaling of the input, which
-# reads two pixels on each side (components/models/common.residual_model).
+# reads two pixels on each side (components/models/common.residual_model): a branch
+# beside the convolutions, not after them.
 BICUBIC_RADIUS = 2
 FLOAT_BYTES = 4
 # Memory of a network pass per low-resolution pixel is estimated from the kernels: every
 # layer's widest side kept at once, plus two tensors at the high resolution as wide as
 # the input of the last two layers (where every architecture has upsampled). Measured
 # peaks (TF 2.21, 256-512 px tiles) were 35-80 % of the estimate for ESPCN, EDSR and
-# resize-conv; the self-ensemble measured 1.2-1.8x a single pass.
+# resize-conv; self-ensembled, 32-54 % of the estimate with the factor below.
 HIGH_RESOLUTION_TENSORS = 2
-ENSEMBLE_MEMORY_FACTOR = 2.0
+ENSEMBLE_MEMORY_FACTOR = 1.3
 # No tile is made smaller than this, whatever the memory budget: below it the margins
 # would cost more than the tile itself.
 MIN_TILE_SIZE = 32
@@ -28,8 +29,9 @@ KernelShapes = Sequence[Sequence[int]]
 
 def receptive_radius(kernel_shapes: KernelShapes) -> int:
   """Low-resolution pixels on each side that can reach an output pixel: an upper bound
-  (every convolution counted as if at low resolution and in one chain)."""
-  return BICUBIC_RADIUS + sum(max(shape[0], shape[1]) // 2 for shape in kernel_shapes)
+  (every convolution counted as if at low resolution and in one chain, beside the
+  bicubic branch)."""
+  return max(BICUBIC_RADIUS, sum(max(shape[0], shape[1]) // 2 for shape in kernel_shapes))
 
 
 def bytes_per_pixel(kernel_shapes: KernelShapes, scale: int, self_ensemble: bool) -> float:

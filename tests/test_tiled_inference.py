@@ -86,8 +86,9 @@ def test_self_ensembled_model_tiles_too(tmp_path):
 def test_tile_size_follows_the_memory_budget(tmp_path):
   export.export_serving_model(_random_weights_model("edsr", 2), 2, str(tmp_path))
   upscaler = inference.Upscaler(str(tmp_path))
-  # Eight 3x3 kernels (head, 2 blocks of 2, body end, upsampling, output), plus bicubic's 2.
-  assert upscaler.receptive_radius == 8 + 2
+  # Eight 3x3 kernels (head, 2 blocks of 2, body end, upsampling, output), beside
+  # bicubic's 2.
+  assert upscaler.receptive_radius == 8
   small, large = upscaler.tile_size_for(16 << 20), upscaler.tile_size_for(256 << 20)
   assert footprint.MIN_TILE_SIZE < small < large
   outer = large + 2 * upscaler.receptive_radius
