@@ -11,6 +11,7 @@ from typing import Iterator, List
 import numpy as np
 import tensorflow as tf
 
+from serving import memory
 from serving import protocol
 from serving.versions import ServedVersion
 from superres import inference
@@ -34,11 +35,15 @@ def png_streams(served: ServedVersion, images: List[bytes], max_pixels: int,
 
 def _streams(served: ServedVersion, images: List[bytes], first: np.ndarray,
              field: str) -> Iterator[Iterator[bytes]]:
-  lr = first
+  lr, pixels = first, 0
   for i in range(len(images)):
     if i:
       lr = _decode(images[i], f"{field}[{i}]")
+    pixels += lr.shape[0] * lr.shape[1]
     yield served.upscaler.upscale_to_png(lr, served.tile_size)
+  del lr
+  if pixels >= memory.LARGE_REQUEST_PIXELS:
+    memory.release_free_memory()
 
 
 def upscale_encoded(served: ServedVersion, images: List[bytes], max_pixels: int,
