@@ -6,13 +6,15 @@ PID. export_models() pushes tiny ESPCN models with different random weights
 apart; local() is what a version gives in this process.
 """
 import argparse
+import contextlib
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -202,3 +204,22 @@ class Server:
       return self.process.returncode
     finally:
       self._log.close()
+
+
+@contextlib.contextmanager
+def serving(models: Models, tmp_path_factory, options: List[str] = (),
+            versions=(1,)) -> Iterator[Server]:
+  """A ready Server on copies of `versions` of `models`; on leaving, it must stop cleanly
+  on SIGTERM (unless a test killed it)."""
+  base = tmp_path_factory.mktemp("serving") / NAME
+  base.mkdir()
+  for version in versions:
+    shutil.copytree(models[version][0], base / str(version))
+  running = Server(str(base), str(tmp_path_factory.mktemp("log") / "server.log"), options)
+  try:
+    running.wait_ready()
+    yield running
+  finally:
+    status = running.stop()
+  if not running.killed:
+    assert status == 0, f"the server exited with {status} on SIGTERM:\n{running.log()[-3000:]}"

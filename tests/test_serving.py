@@ -35,7 +35,7 @@ from serving import launcher
 from superres import inference
 from superres import tiling
 from tests import serving_harness
-from tests.serving_harness import NAME, SERVING_PYTHON, Server
+from tests.serving_harness import NAME, SERVING_PYTHON
 from tests.serving_harness import local as _local
 from tests.serving_harness import pixels_of as _pixels
 from tests.serving_harness import png as _png
@@ -59,17 +59,9 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
-  base = tmp_path_factory.mktemp("serving") / NAME
-  base.mkdir()
-  shutil.copytree(models[1][0], base / "1")
-  running = Server(str(base), str(tmp_path_factory.mktemp("log") / "server.log"),
-                   ["--poll-seconds", str(POLL_SECONDS), "--max-pixels", str(MAX_PIXELS)])
-  try:
-    running.wait_ready()
+  with serving_harness.serving(models, tmp_path_factory, [
+      "--poll-seconds", str(POLL_SECONDS), "--max-pixels", str(MAX_PIXELS)]) as running:
     yield running
-  finally:
-    status = running.stop()
-  assert status == 0, f"the server exited with {status} on SIGTERM:\n{running.log()[-3000:]}"
 
 
 def _served(server) -> int:

@@ -83,20 +83,11 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
-  base = tmp_path_factory.mktemp("serving") / NAME
-  base.mkdir()
-  for version in (1, 2):
-    shutil.copytree(models[version][0], base / str(version))
-  running = Server(str(base), str(tmp_path_factory.mktemp("log") / "server.log"), [
+  with serving_harness.serving(models, tmp_path_factory, [
       "--poll-seconds", str(POLL_SECONDS), "--max-in-flight", str(MAX_IN_FLIGHT),
-      "--max-queued", str(MAX_QUEUED), "--queue-timeout-seconds", str(QUEUE_TIMEOUT_SECONDS)])
-  try:
-    running.wait_ready()
+      "--max-queued", str(MAX_QUEUED), "--queue-timeout-seconds", str(QUEUE_TIMEOUT_SECONDS)],
+                               versions=(1, 2)) as running:
     yield running
-  finally:
-    status = running.stop()
-  if not running.killed:
-    assert status == 0, f"the server exited with {status} on SIGTERM:\n{running.log()[-3000:]}"
 
 
 # --- admission control in-process: the queue timeout and cancelled work -------------------

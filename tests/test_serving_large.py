@@ -18,7 +18,8 @@ from skimage import data
 
 from serving import client
 from superres import inference
-from tests.serving_harness import NAME, Server, export_models, pixels_of
+from tests import serving_harness
+from tests.serving_harness import NAME, export_models, pixels_of
 from tests.serving_harness import serving_environment_missing, MISSING_ENVIRONMENT
 
 pytestmark = pytest.mark.skipif(serving_environment_missing(), reason=MISSING_ENVIRONMENT)
@@ -53,16 +54,9 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
-  base = str(tmp_path_factory.mktemp("large") / NAME)
-  import shutil  # pylint: disable=import-outside-toplevel
-  shutil.copytree(models[1][0], f"{base}/1")
-  running = Server(base, str(tmp_path_factory.mktemp("log") / "server.log"),
-                   ["--max-request-memory", str(BUDGET_MIB << 20)])
-  try:
-    running.wait_ready()
+  with serving_harness.serving(models, tmp_path_factory,
+                               ["--max-request-memory", str(BUDGET_MIB << 20)]) as running:
     yield running
-  finally:
-    running.stop()
 
 
 @pytest.fixture(scope="module")

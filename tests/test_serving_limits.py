@@ -9,7 +9,6 @@ import argparse
 import base64
 import json
 import select
-import shutil
 import socket
 import threading
 import time
@@ -24,7 +23,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import launcher
 from tests import serving_harness
-from tests.serving_harness import NAME, Server, local, pixels_of, png, random_image, wait_for
+from tests.serving_harness import NAME, local, pixels_of, png, random_image, wait_for
 
 if serving_harness.serving_environment_missing():
   pytest.skip(serving_harness.MISSING_ENVIRONMENT, allow_module_level=True)
@@ -99,17 +98,9 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
-  base = tmp_path_factory.mktemp("serving") / NAME
-  base.mkdir()
-  shutil.copytree(models[1][0], base / "1")
-  running = Server(str(base), str(tmp_path_factory.mktemp("log") / "server.log"), [
-      "--max-body-bytes", str(MAX_BODY_BYTES), "--max-batch-size", str(MAX_BATCH_SIZE)])
-  try:
-    running.wait_ready()
+  with serving_harness.serving(models, tmp_path_factory, [
+      "--max-body-bytes", str(MAX_BODY_BYTES), "--max-batch-size", str(MAX_BATCH_SIZE)]) as running:
     yield running
-  finally:
-    status = running.stop()
-  assert status == 0, f"the server exited with {status} on SIGTERM:\n{running.log()[-3000:]}"
 
 
 def test_limit_flags():

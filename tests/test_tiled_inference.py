@@ -2,11 +2,10 @@
 
 What the server runs for every request (serving.predict): decode to uint8, upscale tile
 by tile with a margin of the network's receptive radius, encode each row of tiles into
-the PNG stream. Checked here against the exported `serving_default` signature run on
-the whole image, which is what stock TF Serving does, for every architecture and scale.
+the PNG stream. Checked here against the exported `serving_default` signature on the
+whole image (one tile of its own at these sizes), for every architecture and scale; and
+that signature's own tiling, which stock TF Serving runs, against a whole-image pass.
 """
-import io
-
 import numpy as np
 from PIL import Image
 import pytest
@@ -17,20 +16,11 @@ from components import footprint
 from components.models import registry
 from superres import inference
 from superres import png_stream
+from tests.serving_harness import pixels_of as _pixels
+from tests.serving_harness import png as _png
 
 ODD_SIZE = (37, 53)  # neither side a multiple of any tile size used below
 SMALL_TILE = 8  # many tiles, so that every seam and corner case is crossed
-
-
-def _pixels(encoded: bytes) -> np.ndarray:
-  with Image.open(io.BytesIO(encoded)) as image:
-    return np.asarray(image.convert("RGB"))
-
-
-def _png(pixels: np.ndarray) -> bytes:
-  buffer = io.BytesIO()
-  Image.fromarray(pixels).save(buffer, format="PNG")
-  return buffer.getvalue()
 
 
 def _photo(height: int, width: int) -> np.ndarray:
