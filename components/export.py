@@ -1,9 +1,10 @@
 """The serving SavedModel: encoded image bytes of any size in, PNG bytes out.
 
-Incoming bytes go through components.image_ops.decode_rgb, the same function that
-decodes training images in Transform, so serving and training see identical pixels.
-Each image is upscaled in tiles (components.image_ops.upscale_in_tiles), so a phone
-photo needs no more working memory in stock TF Serving than a small image does.
+Incoming bytes are decoded as components.image_ops.decode_rgb decodes training images in
+Transform (its two steps, decode_rgb_uint8 and to_float, the second tile by tile), so
+serving and training see identical pixels. Each image is upscaled in tiles
+(components.image_ops.upscale_in_tiles), so a phone photo needs no more network
+activations in stock TF Serving than a small image does.
 With self_ensemble the graph itself averages the 8 flips/rotations, so TF Serving, the
 Evaluator and `superres upscale` all serve the same, ensembled, images.
 """
@@ -15,8 +16,9 @@ from components import image_ops
 
 SERVING_SIGNATURE = "serving_default"  # images: string [N] -> images: PNG string [N]
 # serving_default upscales each image in tiles sized so that one image's network
-# activations stay within this, by the estimate of components.footprint: stock TF Serving
-# then needs about 3 bytes per output pixel beyond it, however large the photo.
+# activations stay within this, by the estimate of components.footprint; beside them
+# stock TF Serving holds the 8-bit photo, the 8-bit result (twice, while its rows are
+# joined) and the PNG.
 SERVING_TILE_MEMORY = 256 * 1024 * 1024
 FLOAT_SIGNATURE = "upscale"  # lr: float32 [N, H, W, 3] in [0, 1] -> sr: float32
 
@@ -50,7 +52,7 @@ class SuperResolutionModule(tf.Module):
   def serve_encoded(self, images):
     def upscale_one(encoded):
       sr = image_ops.upscale_in_tiles(lambda lr: self.upscale(lr)["sr"],
-                                      image_ops.decode_rgb(encoded), self._scale,
+                                      image_ops.decode_rgb_uint8(encoded), self._scale,
                                       self._tile_size, self._tile_margin)
       return tf.io.encode_png(sr)
     # Images of different sizes cannot share a batch tensor: one at a time.

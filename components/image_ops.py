@@ -116,13 +116,14 @@ def self_ensemble(upscale, lr: tf.Tensor) -> tf.Tensor:
 
 def upscale_in_tiles(upscale, lr: tf.Tensor, scale: int, tile_size: int,
                      tile_margin: int) -> tf.Tensor:
-  """`upscale` (float [1, h, w, 3] -> [1, s*h, s*w, 3]) over `lr` [H, W, 3] in
+  """`upscale` (float [1, h, w, 3] -> [1, s*h, s*w, 3]) over `lr`, uint8 [H, W, 3], in
   overlapping tiles, one at a time -> uint8 [s*H, s*W, 3].
 
   The graph twin of superres.tiling: each tile is upscaled with `tile_margin` pixels of
   context where the image has them and only its inner part kept, so with a margin
   covering the network's receptive radius the result is the whole-image one, while
-  only one tile's activations and the 8-bit result are held.
+  only one tile's activations and the 8-bit image and result are held (each tile is
+  made float on its own).
   """
   height, width = tf.shape(lr)[0], tf.shape(lr)[1]
   rows, columns = -(-height // tile_size), -(-width // tile_size)
@@ -131,8 +132,8 @@ def upscale_in_tiles(upscale, lr: tf.Tensor, scale: int, tile_size: int,
     top, left = row * tile_size, column * tile_size
     bottom, right = tf.minimum(top + tile_size, height), tf.minimum(left + tile_size, width)
     outer_top, outer_left = tf.maximum(top - tile_margin, 0), tf.maximum(left - tile_margin, 0)
-    outer = lr[outer_top:tf.minimum(bottom + tile_margin, height),
-               outer_left:tf.minimum(right + tile_margin, width)]
+    outer = to_float(lr[outer_top:tf.minimum(bottom + tile_margin, height),
+                        outer_left:tf.minimum(right + tile_margin, width)])
     sr = upscale(outer[tf.newaxis])[0]
     y0, x0 = (top - outer_top) * scale, (left - outer_left) * scale
     return to_uint8(sr[y0:y0 + (bottom - top) * scale, x0:x0 + (right - left) * scale])
