@@ -5,9 +5,6 @@ once, a server would otherwise stay at that peak for good, although nothing hold
 """
 import ctypes
 import ctypes.util
-import logging
-
-logger = logging.getLogger("serving.memory")
 
 # Requests of at least this many input pixels trim the heap when they end; for smaller
 # ones the trim would cost more than it gives back.

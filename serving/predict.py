@@ -3,8 +3,7 @@
 Every input path runs in tiles (superres.inference): encoded images are decoded to
 uint8, upscaled a row of tiles at a time and encoded into the PNG stream as each row is
 done, so the working memory of a request is set by --max-request-memory, not by the size
-of the picture. The result equals the exported `serving_default` signature, which runs
-the whole image at once, within one grey level.
+of the picture. The result equals a whole-image pass within one grey level.
 """
 from typing import Iterator, List
 
@@ -44,12 +43,6 @@ def _streams(served: ServedVersion, images: List[bytes], first: np.ndarray,
   del lr
   if pixels >= memory.LARGE_REQUEST_PIXELS:
     memory.release_free_memory()
-
-
-def upscale_encoded(served: ServedVersion, images: List[bytes], max_pixels: int,
-                    field: str = "instances") -> List[bytes]:
-  """Encoded images -> PNG bytes, each held whole (what a unary gRPC answer needs)."""
-  return [b"".join(stream) for stream in png_streams(served, images, max_pixels, field)]
 
 
 def _decode(image: bytes, where: str) -> np.ndarray:

@@ -6,6 +6,7 @@ The SavedModel carries the signatures `serving_default` (encoded bytes -> PNG
 bytes) and `upscale` (float RGB [N, H, W, 3] in [0, 1] -> [N, sH, sW, 3]) and a
 `scale` variable.
 """
+import functools
 import os
 from typing import Dict, Iterator, Optional, Tuple, Union
 
@@ -138,12 +139,12 @@ class Upscaler:
   def _kernel_shapes(self):
     return [variable.shape for variable in self._upscale_fn.variables if variable.shape.rank == 4]
 
-  @property
+  @functools.cached_property
   def receptive_radius(self) -> int:
     """Low-resolution pixels on each side that can reach an output pixel (an upper bound)."""
     return footprint.receptive_radius(self._kernel_shapes())
 
-  @property
+  @functools.cached_property
   def bytes_per_pixel(self) -> float:
     """Estimated peak memory of upscaling, per low-resolution input pixel (erring high)."""
     return footprint.bytes_per_pixel(self._kernel_shapes(), self.scale, self.self_ensemble)
