@@ -1,39 +1,74 @@
-"""python -m serving --model-base DIR [--name superres] [--host 127.0.0.1]
-                    [--rest-port 8501] [--grpc-port 8500] [--poll-seconds 1] [--max-pixels N]
-                    [--max-body-bytes N] [--max-batch-size 8] [--max-request-memory N]
-                    [--max-in-flight 4] [--max-queued 8] [--queue-timeout-seconds 1]
+"""python -m serving [--serving-dir DIR | --model-config-file FILE | --model-base DIR [--name N]]
+                    [--model-config-file-poll-seconds S] [--host 127.0.0.1]
+                    [--rest-port 8501] [--grpc-port 8500] [--poll-seconds 1]
+                    [--max-pixels N] [--max-body-bytes N] [--max-batch-size 8]
+                    [--max-request-memory N] [--max-in-flight 4] [--max-queued 8]
+                    [--queue-timeout-seconds 1]
 
-One process serving a pushed model over TF Serving's REST API (through KServe's model
-server) and TF Serving's gRPC API. Stops on SIGINT or SIGTERM.
+One process serving pushed models over TF Serving's REST API (through KServe's model
+server) and TF Serving's gRPC API, each model by its name:
+- --serving-dir DIR: every model folder in DIR (superres-x2, superres-x3, ...), each at
+  its highest version; folders added later are served without a restart, removed ones
+  are unloaded. The default, with $SUPERRES_HOME/serving.
+- --model-config-file FILE: the models of TF Serving's model config file, each with its
+  version policy (latest N, all, or specific versions); read again every S seconds if
+  --model-config-file-poll-seconds is set.
+- --model-base DIR: one model, named --name.
+New versions are picked up live. Stops on SIGINT or SIGTERM.
 """
 import argparse
+import functools
 import gc
 import logging
 import os
 import signal
 import sys
 import warnings
+from typing import Dict, List, NoReturn, Tuple
 
 # Before TensorFlow loads: keep its C++ start-up chatter out of the log.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline import configs  # pylint: disable=wrong-import-position
 from serving import launcher  # pylint: disable=wrong-import-position
+from serving import model_config  # pylint: disable=wrong-import-position
 
 logger = logging.getLogger("serving")
 
 
-def _resolve_base(model_base: str, name: str) -> str:
-  """The folder holding numbered versions; the serving root above it is accepted too."""
-  base = os.path.abspath(os.path.expanduser(model_base))
-  if not os.path.isdir(base):
-    sys.exit(f"serving: error: --model-base {base} is not a directory; pass the folder the "
-             f"Pusher writes numbered versions to (<serving-dir>/{configs.MODEL_NAME})")
-  has_versions = any(entry.isdigit() for entry in os.listdir(base))
-  nested = os.path.join(base, name)
-  if not has_versions and os.path.isdir(nested):
-    return nested
-  return base
+def _fail(message: str) -> NoReturn:
+  """A one-line usage error, as argparse's: exit status 2."""
+  print(f"serving: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _models(args) -> Tuple[List[model_config.ModelConfig], Dict]:
+  """The models to serve now, and how the registry finds them again (ModelRegistry's
+  source arguments), from the command line."""
+  if args.name is not None and args.model_base is None:
+    _fail("--name names the model of --model-base; with --serving-dir models are named "
+          "after their folders, with --model-config-file by its configs")
+  if args.model_config_file_poll_seconds and args.model_config_file is None:
+    _fail("--model-config-file-poll-seconds goes with --model-config-file")
+  try:
+    if args.model_base is not None:
+      return [model_config.model_base(args.model_base, args.name or configs.MODEL_NAME)], {}
+    if args.model_config_file is not None:
+      path = os.path.abspath(os.path.expanduser(args.model_config_file))
+      source = {"source_name": f"--model-config-file {path}"}
+      if args.model_config_file_poll_seconds:
+        source.update(source=functools.partial(model_config.read_config_file, path),
+                      source_seconds=args.model_config_file_poll_seconds)
+      return model_config.read_config_file(path), source
+    path = model_config.serving_dir(args.serving_dir or configs.DEFAULT_SERVING_DIR)
+    return model_config.model_folders(path), {
+        "source": functools.partial(model_config.model_folders, path),
+        "source_seconds": args.poll_seconds, "source_name": f"the serving directory {path}"}
+  except (OSError, model_config.ConfigError) as error:
+    hint = "" if (args.model_base or args.model_config_file or args.serving_dir) else (
+        " (the default serving directory: push a model with `superres run`, or pass "
+        "--serving-dir, --model-config-file or --model-base)")
+    _fail(f"{error}{hint}")
 
 
 def _exit_on_signal(signum, _frame):
@@ -43,9 +78,9 @@ def _exit_on_signal(signum, _frame):
 def main(argv=None) -> None:
   parser = launcher.add_arguments(argparse.ArgumentParser(
       prog="python -m serving",
-      description="Serves a pushed model over TF Serving's REST and gRPC APIs."))
+      description="Serves pushed models over TF Serving's REST and gRPC APIs."))
   args = parser.parse_args(argv)
-  base = _resolve_base(args.model_base, args.name)
+  initial_models, source = _models(args)
   # KServe parses sys.argv when imported; ours are not its options.
   sys.argv = sys.argv[:1]
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -56,7 +91,7 @@ def main(argv=None) -> None:
   from serving import grpc_service
   from serving import rest
   from serving.admission import Admission
-  from serving.versions import VersionManager
+  from serving.models import ModelRegistry
 
   # TensorFlow, KServe and gRPC leave ~350k long-lived objects that every full garbage
   # collection would walk (~0.5 s with all requests stalled). Freeze them; models loaded
@@ -67,33 +102,31 @@ def main(argv=None) -> None:
   # uvicorn handles both signals while it serves and raises them again when it has
   # finished; this handler then turns them into a normal exit, which stops gRPC too.
   signal.signal(signal.SIGTERM, _exit_on_signal)
-  versions = VersionManager(base, args.poll_seconds, args.max_request_memory)
+  models = ModelRegistry(args.poll_seconds, args.max_request_memory, initial_models, **source)
   admission = Admission(args.max_in_flight, args.max_queued, args.queue_timeout_seconds)
   grpc_server = None
   try:
-    logger.info("model '%s' from %s", args.name, base)
-    versions.start()
-    grpc_server = grpc_service.build_server(args.name, versions, args.max_pixels, args.host,
-                                            args.grpc_port, admission, args.max_batch_size)
+    models.start()
+    grpc_server = grpc_service.build_server(models, args.max_pixels, args.host, args.grpc_port,
+                                            admission, args.max_batch_size)
     grpc_server.start()
     logger.info("gRPC (TF Serving PredictionService, ModelService) on %s:%d", args.host,
                 args.grpc_port)
-    logger.info("REST (TF Serving API via KServe) on http://%s:%d/v1/models/%s", args.host,
-                args.rest_port, args.name)
+    logger.info("REST (TF Serving API via KServe) on http://%s:%d/v1/models/<name>, for %s",
+                args.host, args.rest_port, ", ".join(models.names()) or "the models to come")
     server = rest.ModelServer(args.host, args.rest_port, args.max_body_bytes)
     logger.info("at most %d predictions at once, %d waiting (up to %g s); more get 429 / "
                 "RESOURCE_EXHAUSTED", args.max_in_flight, args.max_queued,
                 args.queue_timeout_seconds)
     logger.info("at most %d images of %d pixels per request, %d bytes per REST body",
                 args.max_batch_size, args.max_pixels, args.max_body_bytes)
-    server.start([rest.SuperResolutionModel(args.name, versions, args.max_pixels,
-                                            args.max_batch_size, admission)])
+    server.start(rest.Predictor(models, args.max_pixels, args.max_batch_size, admission))
   except RuntimeError as error:  # a port already taken
     sys.exit(f"serving: error: {error}")
   except KeyboardInterrupt:
     pass
   finally:
-    versions.stop()
+    models.stop()
     if grpc_server is not None:
       grpc_server.stop(grace=2).wait()
     admission.shutdown()

@@ -1,6 +1,7 @@
 """TF Serving's gRPC API: PredictionService (Predict, GetModelMetadata) and
 ModelService.GetModelStatus, with the messages of tensorflow-serving-api, so TF Serving
-client code works unchanged.
+client code works unchanged. model_spec.name picks one of the registry's models
+(serving.models), model_spec.version one of its served versions (else the newest).
 
 Predict serves both signatures: `serving_default` (input "images", DT_STRING [N]) and
 `upscale` (input "lr", DT_FLOAT [N, H, W, 3]). Its model work goes through the same
@@ -22,7 +23,8 @@ from serving import admission as admission_control
 from serving import messages
 from serving import predict
 from serving import protocol
-from serving.versions import NoVersionAvailable, ServedVersion, VersionManager, VersionNotFound
+from serving.models import ModelNotFound, ModelRegistry
+from serving.versions import NoVersionAvailable, ServedVersion, VersionNotFound
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 FLOAT_BYTES = 4
@@ -35,50 +37,40 @@ def _version(spec) -> Optional[int]:
   return spec.version.value if spec.HasField("version") else None
 
 
-def _spec_text(spec) -> str:
-  version = _version(spec)
-  return f"Specific({spec.name}, {version})" if version is not None else f"Latest({spec.name})"
-
-
 class _Base:
 
-  def __init__(self, name: str, versions: VersionManager, max_pixels: int,
+  def __init__(self, models: ModelRegistry, max_pixels: int,
                admission: Optional[admission_control.Admission] = None):
-    self.name = name
-    self.versions = versions
+    self.models = models
     self.max_pixels = max_pixels
     self.admission = admission
 
   def _served(self, spec, context) -> ServedVersion:
-    if spec.name != self.name:
-      context.abort(grpc.StatusCode.NOT_FOUND,
-                    f"Servable not found for request: {_spec_text(spec)}: this server serves "
-                    f"model '{self.name}'")
     if spec.version_label:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                     "version labels are not supported; give a version number, or none for "
                     "the newest")
     try:
-      return self.versions.served(_version(spec))
-    except VersionNotFound as error:
+      return self.models.served(spec.name, _version(spec))
+    except (ModelNotFound, VersionNotFound) as error:
       context.abort(grpc.StatusCode.NOT_FOUND,
-                    f"Servable not found for request: {_spec_text(spec)}: {error}")
+                    messages.not_found_text(spec.name, _version(spec), error))
     except NoVersionAvailable as error:
       context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
 
 
 class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
 
-  def __init__(self, name: str, versions: VersionManager, max_pixels: int,
+  def __init__(self, models: ModelRegistry, max_pixels: int,
                admission: admission_control.Admission, max_batch_size: int):
-    super().__init__(name, versions, max_pixels, admission)
+    super().__init__(models, max_pixels, admission)
     self.max_batch_size = max_batch_size
 
   def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
     served = self._served(request.model_spec, context)
     signature = request.model_spec.signature_name or export.SERVING_SIGNATURE
     response = predict_pb2.PredictResponse(
-        model_spec=messages.model_spec(self.name, served.version, signature))
+        model_spec=messages.model_spec(request.model_spec.name, served.version, signature))
     try:
       if signature == export.SERVING_SIGNATURE:
         input_key, output_key = protocol.INPUT_KEY, protocol.OUTPUT_KEY
@@ -150,19 +142,19 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
       context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                     f"metadata_field must be ['{messages.SIGNATURE_DEF_FIELD}'], got "
                     f"{list(request.metadata_field)}")
-    return messages.model_metadata(self.name, served)
+    return messages.model_metadata(request.model_spec.name, served)
 
 
 class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):
 
   def GetModelStatus(self, request, context):
     spec = request.model_spec
-    if spec.name != self.name:
-      context.abort(grpc.StatusCode.NOT_FOUND,
-                    f"Could not find any versions of model {spec.name}: this server serves "
-                    f"model '{self.name}'")
-    statuses = self.versions.statuses()
     version = _version(spec)
+    try:
+      statuses = self.models.get(spec.name, version).statuses()
+    except ModelNotFound as error:
+      context.abort(grpc.StatusCode.NOT_FOUND,
+                    f"Could not find any versions of model {spec.name}: {error}")
     if version is not None:
       statuses = [status for status in statuses if status.version == version]
     if not statuses:
@@ -184,7 +176,7 @@ def _check_float_answer_fits(shape, scale: int, output_key: str) -> None:
         f"or smaller tiles")
 
 
-def build_server(name: str, versions: VersionManager, max_pixels: int, host: str, port: int,
+def build_server(models: ModelRegistry, max_pixels: int, host: str, port: int,
                  admission: admission_control.Admission, max_batch_size: int) -> grpc.Server:
   """A started-to-be gRPC server bound to host:port (raises RuntimeError if the port is taken)."""
   server = grpc.server(
@@ -194,9 +186,9 @@ def build_server(name: str, versions: VersionManager, max_pixels: int, host: str
                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.so_reuseport", 0)])
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      PredictionService(name, versions, max_pixels, admission, max_batch_size), server)
+      PredictionService(models, max_pixels, admission, max_batch_size), server)
   model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-      ModelService(name, versions, max_pixels), server)
+      ModelService(models, max_pixels), server)
   address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
   server.add_insecure_port(address)
   return server

@@ -65,6 +65,13 @@ def _port(value: str) -> int:
   return number
 
 
+def _non_negative_float(value: str) -> float:
+  number = float(value)
+  if number < 0:
+    raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+  return number
+
+
 def _positive_float(value: str) -> float:
   number = float(value)
   if number <= 0:
@@ -74,17 +81,37 @@ def _positive_float(value: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
   """The server's options; `superres serve` and `python -m serving` share them."""
-  parser.add_argument("--model-base", required=True,
-                      help="the model's base directory holding numbered versions "
+  models = parser.add_argument_group(
+      "models", f"at most one of these; with none, every model under {configs.DEFAULT_SERVING_DIR} "
+      "is served, as with --serving-dir")
+  source = models.add_mutually_exclusive_group()
+  source.add_argument("--serving-dir", metavar="DIR",
+                      help="serve every model folder in DIR (the Pusher writes "
+                      "DIR/<model name>/<version>/) by its folder's name, each at its highest "
+                      "version; folders added later are served without a restart")
+  source.add_argument("--model-config-file", metavar="FILE",
+                      help="serve the models of TF Serving's model config file (a text "
+                      "ModelServerConfig): each config of its model_config_list gives a name, "
+                      "a base_path (relative ones are taken from FILE's folder) and a version "
+                      "policy (latest, all or specific)")
+  source.add_argument("--model-base", metavar="DIR",
+                      help="serve one model: its base directory holding numbered versions "
                       f"(<serving-dir>/{configs.MODEL_NAME}), as TF Serving's --model_base_path")
-  parser.add_argument("--name", default=configs.MODEL_NAME,
-                      help="model name in the URLs and gRPC model_spec")
+  models.add_argument("--model-config-file-poll-seconds", type=_non_negative_float, default=0.0,
+                      metavar="SECONDS",
+                      help="with --model-config-file: read it again this often and serve the "
+                      "models it lists then; 0 (the default) reads it once, as TF Serving's "
+                      "--model_config_file_poll_wait_seconds")
+  models.add_argument("--name",
+                      help="with --model-base: the model's name in the URLs and gRPC model_spec "
+                      f"(default: {configs.MODEL_NAME})")
   parser.add_argument("--host", default=DEFAULT_HOST,
                       help="address to bind both ports to (0.0.0.0 for all interfaces)")
   parser.add_argument("--rest-port", type=_port, default=DEFAULT_REST_PORT)
   parser.add_argument("--grpc-port", type=_port, default=DEFAULT_GRPC_PORT)
   parser.add_argument("--poll-seconds", type=_positive_float, default=DEFAULT_POLL_SECONDS,
-                      help="how often to look for new versions")
+                      help="how often to look for new versions, and for new model folders in "
+                      "the serving directory")
   parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
                       help="largest image (width x height) one request may carry")
   parser.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
@@ -108,20 +135,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def serving_python() -> str:
-  python = os.path.join(SERVING_VENV, "bin", "python")
+  """The serving environment's interpreter: SUPERRES_SERVING_PYTHON if set (a container
+  that installs the serving stack elsewhere), else the checkout's .venv-serving."""
+  python = os.environ.get("SUPERRES_SERVING_PYTHON") or os.path.join(SERVING_VENV, "bin",
+                                                                     "python")
   if not os.access(python, os.X_OK):
     raise ServingEnvironmentMissing(
-        f"the serving environment is missing ({SERVING_VENV}); create it with "
+        f"the serving environment is missing ({python}); create it with "
         f"`{SETUP_SCRIPT}` (or `make serving-env`) and try again")
   return python
 
 
 def serving_command(args: argparse.Namespace) -> List[str]:
   """argv that starts the server in the serving environment, from parsed add_arguments() options."""
-  command = [serving_python(), "-m", "serving",
-             "--model-base", os.path.abspath(os.path.expanduser(args.model_base)),
-             "--name", args.name, "--host", args.host,
-             "--rest-port", str(args.rest_port), "--grpc-port", str(args.grpc_port)]
+  command = [serving_python(), "-m", "serving"]
+  for option, attribute in (("--model-base", "model_base"), ("--serving-dir", "serving_dir"),
+                            ("--model-config-file", "model_config_file")):
+    path = getattr(args, attribute, None)
+    if path is not None:
+      command += [option, os.path.abspath(os.path.expanduser(path))]
+  if getattr(args, "name", None) is not None:
+    command += ["--name", args.name]
+  command += ["--host", args.host, "--rest-port", str(args.rest_port),
+              "--grpc-port", str(args.grpc_port)]
+  if getattr(args, "model_config_file_poll_seconds", 0):
+    command += ["--model-config-file-poll-seconds", str(args.model_config_file_poll_seconds)]
   for option, attribute in (("--poll-seconds", "poll_seconds"), ("--max-pixels", "max_pixels"),
                             ("--max-body-bytes", "max_body_bytes"),
                             ("--max-batch-size", "max_batch_size"),

@@ -21,6 +21,12 @@ def model_spec(name: str, version: Optional[int] = None,
   return spec
 
 
+def not_found_text(name: str, version: Optional[int], reason) -> str:
+  """TF Serving's answer to a request for a model or version it does not serve."""
+  servable = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+  return f"Servable not found for request: {servable}: {reason}"
+
+
 def model_status(statuses: List[VersionStatus]) -> get_model_status_pb2.GetModelStatusResponse:
   response = get_model_status_pb2.GetModelStatusResponse()
   for status in statuses:

@@ -1,10 +1,10 @@
 """TF Serving's REST API on KServe's model server.
 
-KServe's FastAPI app and uvicorn server carry TF Serving's routes only: predict (the
-newest version or a given one), status and metadata, plus KServe's Prometheus endpoint,
-GET /metrics. KServe's own routes (its V2 / Open Inference Protocol, and the model
-repository's load and unload) are left out, so nothing reachable over the network loads
-or unloads a model.
+KServe's FastAPI app and uvicorn server carry TF Serving's routes only, for every model
+the registry serves (serving.models): predict (the newest served version or a given
+one), status and metadata, plus KServe's Prometheus endpoint, GET /metrics. KServe's own
+routes (its V2 / Open Inference Protocol, and the model repository's load and unload)
+are left out, so nothing reachable over the network loads or unloads a model.
 
 A request body over --max-body-bytes gets 413 before it is held whole. Predictions go
 through admission control (429 with Retry-After when full), which also runs their JSON
@@ -31,8 +31,8 @@ from serving import messages
 from serving import predict
 from serving import protocol
 from serving import streaming
-from serving.versions import (AVAILABLE, NoVersionAvailable, ServedVersion, VersionManager,
-                              VersionNotFound)
+from serving.models import ModelNotFound, ModelRegistry
+from serving.versions import AVAILABLE, NoVersionAvailable, ServedVersion, VersionNotFound
 
 logger = logging.getLogger("serving.rest")
 
@@ -40,35 +40,21 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 PREDICT_SUFFIX = ":predict"  # TF Serving's predict URLs: /v1/models/NAME[/versions/N]:predict
 
 
-class SuperResolutionModel(kserve.Model):
-  """Serves whichever version the VersionManager holds; ready once one has loaded."""
+class Predictor:
+  """Predictions of every served model, through admission control."""
 
-  def __init__(self, name: str, versions: VersionManager, max_pixels: int, max_batch_size: int,
+  def __init__(self, models: ModelRegistry, max_pixels: int, max_batch_size: int,
                admission: admission_control.Admission):
-    super().__init__(name)
-    self.versions = versions
+    self.models = models
     self.max_pixels = max_pixels
     self.max_batch_size = max_batch_size
     self.admission = admission
 
-  async def healthy(self) -> bool:
-    return self._has_served()
-
-  def _has_served(self) -> bool:
-    try:
-      self.versions.served()
-    except NoVersionAvailable:
-      return False
-    return True
-
-  def load(self) -> bool:
-    # Loading is the VersionManager's job; KServe calls this for a model that is not ready.
-    return self._has_served()
-
-  async def predict_version(self, request: fastapi.Request, version: Optional[int]) -> Response:
+  async def predict(self, request: fastapi.Request, name: str,
+                    version: Optional[int]) -> Response:
     """Answers a predict request; its body is parsed with the model work, once admitted,
     and the answer is sent as each row of tiles is upscaled."""
-    served = self.versions.served(version)  # 404 or 503 before the body is read
+    served = self.models.served(name, version)  # 404 or 503 before the body is read
     chunks = [chunk async for chunk in request.stream()]  # at most --max-body-bytes
     pipe = streaming.AnswerPipe(asyncio.get_running_loop())
     try:
@@ -104,16 +90,12 @@ def _not_found(message: str) -> JSONResponse:
   return JSONResponse(status_code=404, content={"error": message})
 
 
-def add_routes(app: fastapi.FastAPI, model: SuperResolutionModel) -> None:
+def add_routes(app: fastapi.FastAPI, predictor: Predictor) -> None:
   """TF Serving's REST API: status, metadata and predict, for the newest version or a given one."""
-  versions = model.versions
-
-  def check_name(name: str) -> None:
-    if name != model.name:
-      raise kserve_errors.ModelNotFound(name)
+  models = predictor.models
 
   def status(name: str, version: Optional[int]) -> JSONResponse:
-    check_name(name)
+    versions = models.get(name, version)
     statuses = versions.statuses()
     if version is not None:
       statuses = [s for s in statuses if s.version == version]
@@ -136,8 +118,7 @@ def add_routes(app: fastapi.FastAPI, model: SuperResolutionModel) -> None:
     return status(name, version)
 
   def metadata(name: str, version: Optional[int]) -> JSONResponse:
-    check_name(name)
-    return JSONResponse(messages.metadata_json(name, versions.served(version)))
+    return JSONResponse(messages.metadata_json(name, models.served(name, version)))
 
   async def model_metadata(name: str) -> JSONResponse:
     return metadata(name, None)
@@ -146,12 +127,10 @@ def add_routes(app: fastapi.FastAPI, model: SuperResolutionModel) -> None:
     return metadata(name, version)
 
   async def model_predict(name: str, request: fastapi.Request) -> Response:
-    check_name(name)
-    return await model.predict_version(request, None)
+    return await predictor.predict(request, name, None)
 
   async def version_predict(name: str, version: int, request: fastapi.Request) -> Response:
-    check_name(name)
-    return await model.predict_version(request, version)
+    return await predictor.predict(request, name, version)
 
   app.add_api_route("/v1/models/{name}", model_status, methods=["GET"])
   app.add_api_route("/v1/models/{name}/versions/{version}", version_status, methods=["GET"])
@@ -163,12 +142,11 @@ def add_routes(app: fastapi.FastAPI, model: SuperResolutionModel) -> None:
                     methods=["POST"])
 
 
-def exception_handlers(model: SuperResolutionModel) -> Dict[type, Callable]:
+def exception_handlers(models: ModelRegistry) -> Dict[type, Callable]:
   """Answers for the errors of serving and admission, in TF Serving's {"error": ...} form."""
 
-  async def version_not_found(_, error: VersionNotFound) -> JSONResponse:
-    return _not_found(
-        f"Servable not found for request: Specific({model.name}, {error.version}): {error}")
+  async def not_served(_, error) -> JSONResponse:  # VersionNotFound, ModelNotFound
+    return _not_found(messages.not_found_text(error.name, error.version, error))
 
   async def no_version(_, error: NoVersionAvailable) -> JSONResponse:
     return JSONResponse(status_code=503, content={"error": str(error)})
@@ -185,10 +163,11 @@ def exception_handlers(model: SuperResolutionModel) -> Dict[type, Callable]:
     # 404 and 405 for paths outside the API, in TF Serving's {"error": ...} form.
     return JSONResponse(status_code=error.status_code, headers=error.headers, content={
         "error": f"{request.method} {request.url.path}: {error.detail}; this server answers "
-                 f"TF Serving's REST API: GET /v1/models/{model.name}[/versions/N][/metadata], "
-                 f"POST /v1/models/{model.name}[/versions/N]{PREDICT_SUFFIX}, and GET /metrics"})
+                 f"TF Serving's REST API: GET /v1/models/NAME[/versions/N][/metadata], "
+                 f"POST /v1/models/NAME[/versions/N]{PREDICT_SUFFIX}, and GET /metrics; "
+                 f"NAME is one of: {', '.join(models.names()) or '(no model yet)'}"})
 
-  return {VersionNotFound: version_not_found, NoVersionAvailable: no_version,
+  return {VersionNotFound: not_served, ModelNotFound: not_served, NoVersionAvailable: no_version,
           admission_control.Overloaded: overloaded,
           ClientDisconnect: client_gone, HTTPException: no_route}
 
@@ -288,41 +267,32 @@ def _content_length(scope) -> Optional[int]:
 
 
 class AdmissionMetrics:
-  """Admission counts for Prometheus (KServe's GET /metrics), read when scraped."""
+  """Admission counts for Prometheus (KServe's GET /metrics), read when scraped. They are
+  the server's, all models together, as admission control is."""
 
-  def __init__(self, name: str, admission: admission_control.Admission):
-    self.name = name
+  def __init__(self, admission: admission_control.Admission):
     self.admission = admission
 
   def collect(self):
     stats = self.admission.stats()
-    labels = ["model_name"]
     for metric, help_text, value in (
         ("predict_in_flight", "predictions running", stats.in_flight),
         ("predict_queued", "predictions waiting for a slot", stats.queued),
         ("predict_capacity", "predictions that may run or wait at once",
          self.admission.capacity)):
-      gauge = GaugeMetricFamily(metric, help_text, labels=labels)
-      gauge.add_metric([self.name], value)
-      yield gauge
+      yield GaugeMetricFamily(metric, help_text, value=value)
     rejected = CounterMetricFamily("predict_rejected", "predictions refused (HTTP 429, gRPC "
-                                   "RESOURCE_EXHAUSTED)", labels=labels + ["reason"])
-    rejected.add_metric([self.name, "full"], stats.rejected_full)
-    rejected.add_metric([self.name, "queue_timeout"], stats.rejected_timeout)
+                                   "RESOURCE_EXHAUSTED)", labels=["reason"])
+    rejected.add_metric(["full"], stats.rejected_full)
+    rejected.add_metric(["queue_timeout"], stats.rejected_timeout)
     yield rejected
-    completed = CounterMetricFamily("predict_completed", "predictions run", labels=labels)
-    completed.add_metric([self.name], stats.completed)
-    yield completed
+    yield CounterMetricFamily("predict_completed", "predictions run", value=stats.completed)
 
 
-_STATUS = {kserve_errors.InvalidInput: 400, kserve_errors.ModelNotFound: 404}
-
-
-async def _client_error(_, error: Exception) -> JSONResponse:
+async def _invalid_input(_, error: kserve_errors.InvalidInput) -> JSONResponse:
   # KServe logs a traceback for every refused request; one line says it all.
-  status = next(code for kind, code in _STATUS.items() if isinstance(error, kind))
-  logger.info("refused a request (%d): %s", status, error)
-  return JSONResponse(status_code=status, content={"error": str(error)})
+  logger.info("refused a request (400): %s", error)
+  return JSONResponse(status_code=400, content={"error": str(error)})
 
 
 class _RESTServer(RESTServer):
@@ -350,8 +320,7 @@ class _RESTServer(RESTServer):
 
   def _add_exception_handlers(self, app: fastapi.FastAPI):
     super()._add_exception_handlers(app)
-    for error in _STATUS:
-      app.add_exception_handler(error, _client_error)
+    app.add_exception_handler(kserve_errors.InvalidInput, _invalid_input)
     for error, handler in self._handlers.items():
       app.add_exception_handler(error, handler)
 
@@ -368,18 +337,17 @@ class ModelServer(kserve.ModelServer):
     # KServe's timing middleware logs two lines per request; the access log has one.
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
 
-  def start(self, models: List[kserve.Model]) -> None:
+  def start(self, predictor: Predictor) -> None:  # pylint: disable=arguments-renamed
     """Serves until SIGINT/SIGTERM. Unlike KServe's start, no model has to be ready yet:
-    the status route reports 503 until a version loads, as a readiness probe expects."""
-    for model in models:
-      self.register_model(model)
-    add_routes(kserve_model_server.app, models[0])
-    REGISTRY.register(AdmissionMetrics(models[0].name, models[0].admission))
+    a model's status route reports 503 until a version loads, as a readiness probe
+    expects. KServe's own model registry stays empty: its routes are not served."""
+    add_routes(kserve_model_server.app, predictor)
+    REGISTRY.register(AdmissionMetrics(predictor.admission))
     self._rest_server = _RESTServer(
         "kserve.model_server:app", self.dataplane, self.model_repository_extension,
         self.http_port, workers=1, grace_period=self.grace_period,
-        timeout_keep_alive=self.timeout_keep_alive, handlers=exception_handlers(models[0]),
-        admission=models[0].admission, max_body_bytes=self.max_body_bytes)
+        timeout_keep_alive=self.timeout_keep_alive, handlers=exception_handlers(predictor.models),
+        admission=predictor.admission, max_body_bytes=self.max_body_bytes)
     self._rest_server.config.host = self.host
     self.servers.append(self._rest_server.start())
     asyncio.run(self._serve())

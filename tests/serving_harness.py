@@ -73,25 +73,25 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.1):
 Models = Dict[int, Tuple[str, inference.Upscaler]]
 
 
-def random_model(seed: int):
-  """A tiny x2 ESPCN whose weights are drawn from `seed`.
+def random_model(seed: int, scale: int = 2):
+  """A tiny ESPCN whose weights are drawn from `seed`.
 
   Random rather than initial weights: an untrained network is exactly bicubic (its last
   layer starts at zero), the same for every seed, which would hide both the version and
   any seam between tiles.
   """
-  model = registry.build_model("espcn", 2, width=8, depth=1)
+  model = registry.build_model("espcn", scale, width=8, depth=1)
   rng = np.random.default_rng(seed)
   model.set_weights([rng.normal(0.0, 0.2, w.shape).astype(w.dtype) for w in model.get_weights()])
   return model
 
 
-def export_models(directory: str, versions=(1, 2)) -> Models:
-  """Exported x2 models with different random weights: {version: (path, Upscaler)}."""
+def export_models(directory: str, versions=(1, 2), scale: int = 2) -> Models:
+  """Exported models with different random weights: {version: (path, Upscaler)}."""
   exported = {}
   for version in versions:
     path = os.path.join(directory, str(version))
-    export.export_serving_model(random_model(version), 2, path)
+    export.export_serving_model(random_model(version, scale), scale, path)
     exported[version] = (path, inference.Upscaler(path))
   return exported
 
@@ -108,20 +108,24 @@ class Server:
   """A running `python -m serving` process and its addresses.
 
   `options` are further command-line options (e.g. ["--max-in-flight", "2"]); pass the
-  ports of a stopped server to start another in its place.
+  ports of a stopped server to start another in its place. Without `base` (--model-base),
+  `options` say which models to serve (e.g. ["--serving-dir", DIR]); `name` is the model
+  that status() and predict_url are about.
   """
 
-  def __init__(self, base: str, log_path: str, options: List[str] = (),
-               rest_port: Optional[int] = None, grpc_port: Optional[int] = None):
+  def __init__(self, base: Optional[str], log_path: str, options: List[str] = (),
+               rest_port: Optional[int] = None, grpc_port: Optional[int] = None,
+               name: str = NAME):
     self.base = base
+    self.name = name
     self.log_path = log_path
     self.rest_port, self.grpc_port = rest_port or free_port(), grpc_port or free_port()
     self.url = f"http://127.0.0.1:{self.rest_port}"
     self.target = f"127.0.0.1:{self.grpc_port}"
-    self.predict_url = f"{self.url}/v1/models/{NAME}:predict"
+    self.predict_url = f"{self.url}/v1/models/{name}:predict"
     args = launcher.add_arguments(argparse.ArgumentParser()).parse_args([
-        "--model-base", base, "--rest-port", str(self.rest_port),
-        "--grpc-port", str(self.grpc_port), *options])
+        *(["--model-base", base] if base is not None else []), "--rest-port",
+        str(self.rest_port), "--grpc-port", str(self.grpc_port), *options])
     self.command = launcher.serving_command(args)
     self.killed = False
     self._log = open(log_path, "ab")  # pylint: disable=consider-using-with
@@ -137,11 +141,11 @@ class Server:
     with open(self.log_path, errors="replace") as f:
       return f.read()
 
-  def status(self) -> requests.Response:
-    return requests.get(f"{self.url}/v1/models/{NAME}", timeout=10)
+  def status(self, name: Optional[str] = None) -> requests.Response:
+    return requests.get(f"{self.url}/v1/models/{name or self.name}", timeout=10)
 
-  def served_versions(self):
-    statuses = self.status().json()["model_version_status"]
+  def served_versions(self, name: Optional[str] = None):
+    statuses = self.status(name).json()["model_version_status"]
     return {int(s["version"]): s for s in statuses}
 
   def check_running(self) -> None:
@@ -149,14 +153,14 @@ class Server:
       raise AssertionError(f"the server exited with {self.process.returncode}:\n"
                            f"{self.log()[-3000:]}")
 
-  def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+  def wait_ready(self, timeout: float = START_TIMEOUT, name: Optional[str] = None) -> None:
     def ready():
       self.check_running()
       try:
-        return self.status().status_code == 200
+        return self.status(name).status_code == 200
       except requests.ConnectionError:
         return False
-    wait_for(ready, timeout, "the server to load a version")
+    wait_for(ready, timeout, f"the server to load a version of {name or self.name}")
 
   def metrics(self) -> Dict[str, float]:
     """The Prometheus samples of GET /metrics, keyed by name{labels} as printed."""
@@ -215,11 +219,19 @@ def serving(models: Models, tmp_path_factory, options: List[str] = (),
   base.mkdir()
   for version in versions:
     shutil.copytree(models[version][0], base / str(version))
-  running = Server(str(base), str(tmp_path_factory.mktemp("log") / "server.log"), options)
-  try:
-    running.wait_ready()
+  with started(Server(str(base), str(tmp_path_factory.mktemp("log") / "server.log"),
+                      options)) as running:
     yield running
+
+
+@contextlib.contextmanager
+def started(server: Server) -> Iterator[Server]:
+  """`server` once it serves its model; on leaving, it must stop cleanly on SIGTERM
+  (unless a test killed it)."""
+  try:
+    server.wait_ready()
+    yield server
   finally:
-    status = running.stop()
-  if not running.killed:
-    assert status == 0, f"the server exited with {status} on SIGTERM:\n{running.log()[-3000:]}"
+    status = server.stop()
+  if not server.killed:
+    assert status == 0, f"the server exited with {status} on SIGTERM:\n{server.log()[-3000:]}"

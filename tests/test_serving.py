@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 
+from google.protobuf import text_format
 import grpc
 import numpy as np
 from PIL import Image
@@ -27,9 +28,11 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.config import model_server_config_pb2
 import yaml
 
 from components import export
+from pipeline import configs
 from serving import client
 from serving import launcher
 from superres import inference
@@ -210,7 +213,7 @@ def _b64_body(data: bytes) -> bytes:
      400, "cannot decode the image"),
     ("/v1/models/no-such-model:predict", _b64_body(b"x"), None, 404, "no-such-model"),
     (f"/v1/models/{NAME}/versions/99:predict", _b64_body(b"x"), None, 404,
-     "Servable not found for request: Specific(superres, 99)"),
+     f"Servable not found for request: Specific({NAME}, 99)"),
 ])
 def test_bad_rest_requests(server, path, body, content_type, status, message):
   response = _post(server, path, body, content_type)
@@ -242,7 +245,7 @@ def _grpc_request(images=None, name=NAME, version=None, signature="", tensor=Non
      "not found in signature def"),
     (_grpc_request([b"x"], name="no-such-model"), grpc.StatusCode.NOT_FOUND,
      "Latest(no-such-model)"),
-    (_grpc_request([b"x"], version=99), grpc.StatusCode.NOT_FOUND, "Specific(superres, 99)"),
+    (_grpc_request([b"x"], version=99), grpc.StatusCode.NOT_FOUND, f"Specific({NAME}, 99)"),
 ])
 def test_bad_grpc_requests(server, request_, code, message):
   with grpc.insecure_channel(server.target) as channel:
@@ -352,7 +355,7 @@ def test_launcher_and_rest_client_need_no_tensorflow():
   assert result.stdout.strip() == "[]"
   args = launcher.add_arguments(argparse.ArgumentParser()).parse_args(["--model-base", "m"])
   assert launcher.serving_command(args) == [
-      SERVING_PYTHON, "-m", "serving", "--model-base", os.path.abspath("m"), "--name", NAME,
+      SERVING_PYTHON, "-m", "serving", "--model-base", os.path.abspath("m"),
       "--host", "127.0.0.1", "--rest-port", "8501", "--grpc-port", "8500",
       "--poll-seconds", "1.0", "--max-pixels", str(launcher.DEFAULT_MAX_PIXELS),
       "--max-body-bytes", str(launcher.DEFAULT_MAX_BODY_BYTES),
@@ -388,20 +391,30 @@ def test_manifests_validate(tmp_path):
   assert result.returncode == 1
   assert "readinesProbe" in result.stdout and "runtimeVersoin: unknown field" in result.stdout
 
-  # Both deployments serve the Pusher's base directory with the release the pipeline exports with.
+  # Both deployments serve every scale's model from its base directory under the Pusher's
+  # serving directory, with the release the pipeline exports with.
   with open(os.path.join(MANIFESTS, "tf-serving.yaml")) as f:
-    deployment = next(yaml.safe_load_all(f))
+    documents = {doc["kind"]: doc for doc in yaml.safe_load_all(f)}
   with open(os.path.join(MANIFESTS, "inference-service.yaml")) as f:
-    isvc = yaml.safe_load(f)
-  container = deployment["spec"]["template"]["spec"]["containers"][0]
-  predictor = isvc["spec"]["predictor"]["tensorflow"]
-  base_path = next(a.split("=", 1)[1] for a in container["args"]
-                   if a.startswith("--model_base_path="))
-  assert base_path == predictor["storageUri"]
-  assert base_path.endswith("/serving/" + NAME) and isvc["metadata"]["name"] == NAME
-  assert f"--model_name={NAME}" in container["args"]
+    services = list(yaml.safe_load_all(f))
+  pod = documents["Deployment"]["spec"]["template"]["spec"]
+  container = pod["containers"][0]
+  config_file = next(a.split("=", 1)[1] for a in container["args"]
+                     if a.startswith("--model_config_file="))
+  assert os.path.dirname(config_file) == container["volumeMounts"][0]["mountPath"]
+  assert pod["volumes"][0]["configMap"]["name"] == documents["ConfigMap"]["metadata"]["name"]
+  listed = text_format.Parse(documents["ConfigMap"]["data"][os.path.basename(config_file)],
+                             model_server_config_pb2.ModelServerConfig())
+  names = [configs.model_name_for(scale) for scale in configs.SCALES]
+  base_paths = {entry.name: entry.base_path for entry in listed.model_config_list.config}
+  assert list(base_paths) == names
+  assert all(base_paths[name].endswith("/serving/" + name) for name in names)
+  assert {isvc["metadata"]["name"]: isvc["spec"]["predictor"]["tensorflow"]["storageUri"]
+          for isvc in services} == base_paths
+  assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{NAME}"
   with open(os.path.join(ROOT, "requirements", "pipeline.lock")) as f:
     pinned = next(line.split("==")[1].strip() for line in f
                   if line.startswith("tensorflow-serving-api=="))
   assert container["image"] == f"tensorflow/serving:{pinned}"
-  assert predictor["runtimeVersion"] == pinned
+  assert {isvc["spec"]["predictor"]["tensorflow"]["runtimeVersion"] for isvc in services} == {
+      pinned}

@@ -58,12 +58,11 @@ def _grpc_request(encoded: bytes) -> predict_pb2.PredictRequest:
 def _admission(server) -> dict:
   """In-flight, queued, completed and refused predictions from GET /metrics."""
   samples = server.metrics()
-  label = f'model_name="{NAME}"'
   return {
-      "in_flight": samples[f"predict_in_flight{{{label}}}"],
-      "queued": samples[f"predict_queued{{{label}}}"],
-      "completed": samples[f"predict_completed_total{{{label}}}"],
-      "rejected": sum(samples[f'predict_rejected_total{{{label},reason="{reason}"}}']
+      "in_flight": samples["predict_in_flight"],
+      "queued": samples["predict_queued"],
+      "completed": samples["predict_completed_total"],
+      "rejected": sum(samples[f'predict_rejected_total{{reason="{reason}"}}']
                       for reason in ("full", "queue_timeout")),
   }
 
