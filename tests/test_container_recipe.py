@@ -1,6 +1,7 @@
 """kubeflow/Dockerfile, read statically (no Docker engine needed): the image the compiled
 pipeline runs in matches the pinned stack, the source directory of configs and the
-paths the committed spec names."""
+paths the committed spec names, and holds the serving environment the InfraValidator
+starts."""
 import fnmatch
 import json
 import os
@@ -13,6 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCKERFILE = os.path.join(ROOT, "kubeflow", "Dockerfile")
 DOCKERIGNORE = DOCKERFILE + ".dockerignore"
 LOCK = os.path.join(ROOT, "requirements", "pipeline.lock")
+SERVING_LOCK = os.path.join(ROOT, "requirements", "serving.lock")
+SETUP_ENV = os.path.join(ROOT, "scripts", "setup_env.sh")
 SPEC = os.path.join(ROOT, "kubeflow", "superres_pipeline.json")
 TFX_IMAGE = "gcr.io/tfx-oss-public/tfx"
 
@@ -116,3 +119,49 @@ def test_build_context_leaves_out_environments_but_keeps_what_the_spec_names():
     module = dotted.rsplit(".", 1)[0]
     assert os.path.isfile(os.path.join(ROOT, *module.split(".")) + ".py"), dotted
     assert dotted in json.dumps(spec)
+
+
+def _env(steps):
+  values = {}
+  for command, arguments in steps:
+    if command == "ENV":
+      values.update(word.partition("=")[::2] for word in shlex.split(arguments))
+  return values
+
+
+def test_the_image_has_the_serving_environment_the_infra_validator_starts():
+  steps = instructions()
+  python = _env(steps)["SUPERRES_SERVING_PYTHON"]  # launcher.serving_python() reads it
+  venv = os.path.dirname(os.path.dirname(python))
+  runs = [(i, arguments) for i, (command, arguments) in enumerate(steps) if command == "RUN"]
+  # The Python the serving lock was compiled for, checked when building.
+  with open(SERVING_LOCK) as f:
+    version = re.search(r"--python-version (\d+\.\d+)", f.read()).group(1)
+  major, minor = version.split(".")
+  assert any(f"venv --python {version}" in arguments and venv in arguments for _, arguments in runs)
+  assert any(python in arguments and f"({major}, {minor})" in arguments for _, arguments in runs)
+
+  # The serving lock goes into that interpreter, copied first, before the tree.
+  copies = [(i, shlex.split(arguments)) for i, (command, arguments) in enumerate(steps)
+            if command == "COPY"]
+  lock_copied_at = next(i for i, args in copies if args[0] == "requirements/serving.lock")
+  tree_copied_at = next(i for i, args in copies if args == [".", "."])
+  install = next(args for args in pip_installs(steps) if "requirements/serving.lock" in args)
+  assert install[install.index("requirements/serving.lock") - 1] == "-r"
+  assert install[install.index("--python") + 1] == python
+  install_at = next(i for i, arguments in runs if "requirements/serving.lock" in arguments)
+  assert lock_copied_at < install_at < tree_copied_at
+  # With the uv the local environments are built with.
+  with open(SETUP_ENV) as f:
+    uv_version = re.search(r"^UV_VERSION=(\S+)$", f.read(), re.MULTILINE).group(1)
+  assert any(f"uv=={uv_version}" in args for args in pip_installs(steps))
+
+  # The project's sources on its path, and the server importable once they are copied.
+  assert any(".pth" in arguments and configs.CONTAINER_SOURCE_DIR in arguments
+             for _, arguments in runs)
+  assert any(i > tree_copied_at and "$SUPERRES_SERVING_PYTHON" in arguments
+             and "serving.rest" in arguments for i, arguments in runs)
+  with open(DOCKERIGNORE) as f:
+    patterns = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+  for needed in ("serving", "requirements/serving.lock", "components/infra_validator"):
+    assert not _ignored(needed, patterns), needed
