@@ -77,7 +77,9 @@ def apply(properties: Mapping[str, Any]) -> Dict[str, Any]:
                       if name in properties})
   profile, scale = parameters.get(PROFILE), parameters.get(SCALE)
   train_steps = parameters.get(TRAIN_STEPS)
-  if CUSTOM_CONFIG in result and (profile or scale or train_steps is not None):
+  # The Pusher's custom_config is TFX's own (null): only the module functions' is ours.
+  if (CUSTOM_CONFIG in result and (profile or scale or train_steps is not None)
+      and isinstance(json.loads(result[CUSTOM_CONFIG] or "null"), dict)):
     result[CUSTOM_CONFIG] = _custom_config(result[CUSTOM_CONFIG], profile, scale, train_steps)
   if profile and all(name in result for name in THRESHOLDS):
     for name in THRESHOLDS:
@@ -87,8 +89,13 @@ def apply(properties: Mapping[str, Any]) -> Dict[str, Any]:
     train_args["num_steps"] = train_steps
     result[TRAIN_ARGS] = json.dumps(train_args, sort_keys=True)
   if SERVING_DIR in parameters and PUSH_DESTINATION in result:
+    # The serving name follows the model a run trains: a run of the superres-x2
+    # pipeline with scale 3 pushes to <serving_dir>/superres-x3.
     destination = json.loads(result[PUSH_DESTINATION])
+    compiled = posixpath.basename(destination.get("filesystem", {}).get("base_directory", ""))
+    name = (configs.model_name_for(parameters[SCALE], parameters[PROFILE])
+            if SCALE in parameters and PROFILE in parameters else compiled)
     destination.setdefault("filesystem", {})["base_directory"] = posixpath.join(
-        parameters[SERVING_DIR], configs.MODEL_NAME)
+        parameters[SERVING_DIR], name)
     result[PUSH_DESTINATION] = json.dumps(destination, sort_keys=True)
   return result

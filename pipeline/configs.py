@@ -5,13 +5,29 @@ printed, compared and passed to the DAG as plain values.
 """
 import dataclasses
 import os
+import re
 from typing import Tuple
-
-PIPELINE_NAME = "superres"
-MODEL_NAME = "superres"  # the serving name: <serving_dir>/<MODEL_NAME>/<version>/
 
 SCALES = (2, 3, 4)
 DEFAULT_SCALE = 2
+
+# A model is named by what it does: superres-x2, superres-x3, superres-x4, plus the
+# profile's suffix (the smoke profile's models are superres-xN-smoke). The name is the
+# pipeline's name (so its MLMD contexts, its "last blessed model" and its cache) and its
+# serving name: <serving_dir>/<model name>/<version>/.
+MODEL_NAME_PREFIX = "superres"
+
+
+def model_name_for(scale: int, profile_name: str = "default") -> str:
+  return f"{MODEL_NAME_PREFIX}-x{scale}{PROFILES[profile_name].name_suffix}"
+
+
+def check_model_name(name: str) -> str:
+  """A model name is a folder name, a pipeline name and a URL path segment."""
+  if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
+    raise ValueError(f"model name {name!r}: use letters, digits, '.', '_' and '-', starting "
+                     "with a letter or digit (at most 63 characters)")
+  return name
 
 # Where `superres run` keeps its work unless told otherwise.
 HOME = os.environ.get("SUPERRES_HOME", os.path.join(os.path.expanduser("~"), ".superres"))
@@ -32,6 +48,11 @@ STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 # Train/eval split of ExampleGen, by hash of the file's relative path.
 TRAIN_BUCKETS = 4
 EVAL_BUCKETS = 1
+
+
+# Whatever the profile, a model replaces the one serving under its name only if its
+# PSNR on the eval split is at most this much lower (measurement noise between runs).
+MAX_REGRESSION_DB = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +79,19 @@ class Profile:
   # Blessing: gain over bicubic (dB, Y channel) a model must reach, and how much
   # worse than the last blessed model it may be.
   min_gain_db: float = 0.0
-  max_regression_db: float = 0.05
+  max_regression_db: float = MAX_REGRESSION_DB
   # The exported model averages its output over the 8 flips/rotations of the input:
   # 8x the inference time for +0.14 to +0.18 dB on unseen photos (EDSR+).
   self_ensemble: bool = False
+  # Appended to the model's name: a profile that only checks an install pushes under
+  # its own name, never over a production model.
+  name_suffix: str = ""
+
+  def __post_init__(self):
+    # A profile may demand more than the project's gate, never less.
+    if self.max_regression_db > MAX_REGRESSION_DB:
+      raise ValueError(f"profile {self.name!r}: max_regression_db {self.max_regression_db} "
+                       f"is above the project's limit of {MAX_REGRESSION_DB} dB")
 
 
 PROFILES = {
@@ -70,8 +100,7 @@ PROFILES = {
         name="smoke", hr_size=48, tiles_per_side=2, patch_size=24, batch_size=4, train_steps=6,
         tuner_trials=1, tuner_steps=2, steps_per_epoch=3, patience=2,
         architectures=("espcn",), widths=(8,), depths=(1,),
-        learning_rates=(1e-3,), dropouts=(0.0,), min_gain_db=-100.0,
-        max_regression_db=100.0),
+        learning_rates=(1e-3,), dropouts=(0.0,), min_gain_db=-100.0, name_suffix="-smoke"),
     # About 10-15 minutes on 2 CPU cores, tuning included.
     "default": Profile(
         name="default", hr_size=240, tiles_per_side=3, patch_size=48, batch_size=32, train_steps=10000,
@@ -91,6 +120,7 @@ PROFILES = {
         learning_rates=(1e-3, 5e-4), dropouts=(0.0,), min_gain_db=1.0, self_ensemble=True),
 }
 DEFAULT_PROFILE = "default"
+MODEL_NAME = model_name_for(DEFAULT_SCALE, DEFAULT_PROFILE)  # what a bare `superres run` pushes
 
 EVAL_BATCH_SIZE = 4  # whole transformed images per validation batch
 DEFAULT_STRATEGY = "mirrored"

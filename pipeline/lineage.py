@@ -21,6 +21,7 @@ METADATA_FILE = "metadata.sqlite"
 # TFX's context types (also in pipeline.run_summary, which loads TensorFlow).
 RUN_CONTEXT_TYPE = "pipeline_run"
 NODE_CONTEXT_TYPE = "node"
+PIPELINE_CONTEXT_TYPE = "pipeline"  # named after the model (configs.model_name_for)
 # The Evaluator's input holding the previous blessed model: the lineage of a model
 # does not continue into the models it was compared with.
 BASELINE_INPUT_KEY = "baseline_model"
@@ -45,12 +46,16 @@ class RunRow:
   run_id: str
   started: str  # local time the run began
   status: str  # complete | data anomalies | failed (<node>) | running
+  model: Optional[str] = None  # the pipeline's name: the model it trains
   data_root: Optional[str] = None
   scale: Optional[int] = None
   psnr_model: Optional[float] = None
   psnr_bicubic: Optional[float] = None
   blessed: Optional[bool] = None
   pushed_version: Optional[str] = None
+  # Why the model was or was not pushed: the Evaluator's reason, or the serving check's
+  # when that one refused it.
+  reason: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -99,14 +104,18 @@ class _Store:
     return self._artifact_types[artifact.type_id]
 
   def node_and_run(self, execution_id: int):
-    node, run = "?", "?"
+    node, run, _ = self.contexts(execution_id)
+    return node, run
+
+  def contexts(self, execution_id: int):
+    """(node, run, pipeline) names of an execution."""
+    names = {NODE_CONTEXT_TYPE: "?", RUN_CONTEXT_TYPE: "?", PIPELINE_CONTEXT_TYPE: None}
     for context in self.store.get_contexts_by_execution(execution_id):
       type_name = self.store.get_context_types_by_id([context.type_id])[0].name
-      if type_name == NODE_CONTEXT_TYPE:
-        node = context.name.split(".")[-1]
-      elif type_name == RUN_CONTEXT_TYPE:
-        run = context.name
-    return node, run
+      if type_name in names:
+        names[type_name] = context.name
+    node = names[NODE_CONTEXT_TYPE].split(".")[-1]
+    return node, names[RUN_CONTEXT_TYPE], names[PIPELINE_CONTEXT_TYPE]
 
   def events_of_executions(self, ids: Iterable[int]):
     ids = list(ids)
@@ -143,8 +152,9 @@ def _started(context) -> str:
   return stamp.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def list_runs(connection_config: metadata_store_pb2.ConnectionConfig) -> List[RunRow]:
-  """Every recorded pipeline run, oldest first."""
+def list_runs(connection_config: metadata_store_pb2.ConnectionConfig,
+              model: Optional[str] = None) -> List[RunRow]:
+  """Every recorded pipeline run (of `model` only, if given), oldest first."""
   db = _Store(connection_config)
   rows = []
   runs = sorted(db.store.get_contexts_by_type(RUN_CONTEXT_TYPE),
@@ -153,13 +163,14 @@ def list_runs(connection_config: metadata_store_pb2.ConnectionConfig) -> List[Ru
     row = RunRow(run_id=run.name, started=_started(run), status="complete")
     executions = sorted(db.store.get_executions_by_context(run.id), key=lambda e: e.id)
     for execution in executions:
-      node, _ = db.node_and_run(execution.id)
+      node, _, row.model = db.contexts(execution.id)
       if execution.last_known_state == metadata_store_pb2.Execution.FAILED:
         row.status = f"failed ({node})"
       elif execution.last_known_state not in _DONE and row.status == "complete":
         row.status = "running"
       _fill_row(row, db, execution)
-    rows.append(row)
+    if model is None or row.model == model:
+      rows.append(row)
   return rows
 
 
@@ -178,6 +189,9 @@ def _fill_row(row: RunRow, db: _Store, execution) -> None:
       row.psnr_bicubic = _property(artifact, "psnr_bicubic")
     elif type_name == "ModelBlessing" and _property(artifact, "blessed") is not None:
       row.blessed = _property(artifact, "blessed") == 1
+      row.reason = row.reason or _property(artifact, "reason")
+    elif type_name == "InfraBlessing" and row.blessed and not _infra_blessed(artifact):
+      row.reason = f"refused by the serving check: {_property(artifact, 'reason')}"
     elif type_name == "PushedModel" and _property(artifact, "pushed") == 1:
       row.pushed_version = _property(artifact, "pushed_version")
   scale = _property(execution, "scale")  # the Evaluator's parameter
@@ -185,22 +199,45 @@ def _fill_row(row: RunRow, db: _Store, execution) -> None:
     row.scale = int(scale)
 
 
-def pushed_versions(connection_config: metadata_store_pb2.ConnectionConfig) -> List[str]:
-  db = _Store(connection_config)
-  versions = {_property(a, "pushed_version") for a in db.store.get_artifacts_by_type("PushedModel")
-              if _property(a, "pushed") == 1}
-  return sorted(v for v in versions if v)
+def _infra_blessed(artifact) -> bool:
+  # TFX's InfraValidator contract (tfx.utils.model_utils.is_infra_validated).
+  return _property(artifact, "blessed") == 1
+
+
+def _pushes(db: _Store, model: Optional[str]):
+  """(model name, PushedModel artifact) of every push, of `model` only if given."""
+  result = []
+  for artifact in db.store.get_artifacts_by_type("PushedModel"):
+    if _property(artifact, "pushed") != 1:
+      continue
+    execution, _ = db.producer(artifact.id)
+    name = db.contexts(execution.id)[2] if execution else None
+    if model is None or name == model:
+      result.append((name, artifact))
+  return result
+
+
+def pushed_versions(connection_config: metadata_store_pb2.ConnectionConfig,
+                    model: Optional[str] = None) -> List[str]:
+  """'<model>/<version>' of every push."""
+  pushes = _pushes(_Store(connection_config), model)
+  return sorted({f"{name}/{_property(a, 'pushed_version')}" for name, a in pushes})
 
 
 def lineage(connection_config: metadata_store_pb2.ConnectionConfig,
-            version: str) -> List[LineageEntry]:
-  """The artifacts a pushed version was made from, newest first, ending at the folder."""
+            version: str, model: Optional[str] = None) -> List[LineageEntry]:
+  """The artifacts a pushed version (of `model`, if given) was made from, newest first,
+  ending at the folder."""
   db = _Store(connection_config)
-  pushes = [a for a in db.store.get_artifacts_by_type("PushedModel")
-            if _property(a, "pushed") == 1 and _property(a, "pushed_version") == str(version)]
-  if not pushes:
-    known = ", ".join(pushed_versions(connection_config)) or "none yet"
+  matches = [(name, a) for name, a in _pushes(db, model)
+             if _property(a, "pushed_version") == str(version)]
+  if not matches:
+    known = ", ".join(pushed_versions(connection_config, model)) or "none yet"
     raise LineageError(f"No model was pushed as version {version!r}; pushed versions: {known}.")
+  if len({name for name, _ in matches}) > 1:
+    raise LineageError(f"Version {version} was pushed for several models "
+                       f"({', '.join(sorted({n for n, _ in matches}))}): pass --model.")
+  pushes = [a for _, a in matches]
   # A re-run that re-blesses the same model records the push again: the first one made it.
   pushed = min(pushes, key=lambda a: a.id)
 
@@ -258,7 +295,7 @@ def _details(db: _Store, artifact, execution) -> str:
 
   if type_name == "PushedModel":
     return f"version {p('pushed_version')} at {p('pushed_destination')}"
-  if type_name == "ModelBlessing":
+  if type_name in ("ModelBlessing", "InfraBlessing"):
     return f"{'blessed' if p('blessed') == 1 else 'not blessed'}: {p('reason')}"
   if type_name == "ModelEvaluation" and p("psnr_model") is not None:
     return (f"PSNR {p('psnr_model'):.2f} dB vs bicubic {p('psnr_bicubic'):.2f} dB "

@@ -16,9 +16,6 @@ from pipeline import run_summary
 from pipeline import storage
 
 RUNNERS = ("local", "beam")
-# ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform, Tuner, Trainer,
-# model resolver, Evaluator, Pusher.
-NODE_COUNT = 10
 
 
 @dataclasses.dataclass
@@ -35,10 +32,15 @@ class RunOptions:
   beam_args: Sequence[str] = ()
   train_steps: Optional[int] = None  # overrides the profile's (0: export the untrained net)
   self_ensemble: Optional[bool] = None  # overrides the profile's
+  model_name: Optional[str] = None  # default: configs.model_name_for(scale, profile)
+
+  def __post_init__(self):
+    if self.model_name is None:
+      self.model_name = configs.model_name_for(self.scale, self.profile)
 
   @property
   def serving_model_dir(self) -> str:
-    return os.path.join(self.serving_dir, configs.MODEL_NAME)
+    return os.path.join(self.serving_dir, self.model_name)
 
 
 def staged_schema(pipeline_root: str) -> str:
@@ -64,7 +66,7 @@ def build(options: RunOptions) -> tfx.dsl.Pipeline:
                                 **{name: value for name, value in overrides.items()
                                    if value is not None})
   return pipeline_lib.create_pipeline(
-      pipeline_name=configs.PIPELINE_NAME,
+      pipeline_name=options.model_name,
       pipeline_root=options.pipeline_root,
       data_root=options.data_root,
       schema_path=staged_schema(options.pipeline_root),
@@ -84,7 +86,8 @@ def run(options: RunOptions) -> run_summary.RunSummary:
   log_dir = os.path.join(options.pipeline_root, "logs")
   os.makedirs(log_dir, exist_ok=True)
   log_path = os.path.join(log_dir, f"run-{stamp}.log")
-  printer = progress.ProgressPrinter(total=NODE_COUNT)
+  pipeline = build(options)
+  printer = progress.ProgressPrinter(total=len(pipeline.components))
   progress.route_logs(log_path, printer)
   print(f"Full log: {log_path}", flush=True)
   if options.runner == "local":
@@ -92,7 +95,6 @@ def run(options: RunOptions) -> run_summary.RunSummary:
   else:
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner  # pylint: disable=import-outside-toplevel
     runner = BeamDagRunner()
-  pipeline = build(options)
   try:
     runner.run(pipeline)
   except Exception as error:  # pylint: disable=broad-except

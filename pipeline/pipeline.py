@@ -12,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 from components.evaluator.component import SuperResolutionEvaluator
 from components.example_validation.component import ANOMALIES_FOUND, ExampleValidator
 from components.image_example_gen.component import ImageExampleGen
+from components.infra_validator.component import InfraValidator
 from components.pusher.component import Pusher
 from pipeline import configs
 
@@ -92,17 +93,26 @@ def create_pipeline(
         scale=custom_config["scale"], min_gain_db=custom_config["min_gain_db"],
         max_regression_db=custom_config["max_regression_db"])
 
+    # The blessed model must load and answer in the serving runtime before it is pushed.
+    infra_validator = InfraValidator(
+        model=trainer.outputs["model"], examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        model_blessing=evaluator.outputs["blessing"], model_name=pipeline_name)
+
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=infra_validator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=serving_model_dir)))
-    components += [model_resolver, trainer, evaluator, pusher]
+    components += [model_resolver, trainer, evaluator, infra_validator, pusher]
 
   if run_parameters:
     # Tuning does not read train_steps: a run changing only that reuses the cached Tuner.
     configured = [transform] + ([tuner] if enable_tuning else []) + [trainer, evaluator]
-    _attach_run_parameters(run_parameters, {"profile": configured, "scale": configured,
+    # The Pusher's folder is named after the model, which the profile and scale name.
+    _attach_run_parameters(run_parameters, {"profile": configured + [pusher],
+                                            "scale": configured + [pusher],
                                             "train_steps": [trainer], "serving_dir": [pusher]})
 
   return tfx.dsl.Pipeline(
@@ -128,7 +138,7 @@ RUN_PARAMETERS = {
     "profile": "custom_config of Transform, Tuner and Trainer; the Evaluator's thresholds",
     "scale": "custom_config of Transform, Tuner and Trainer; the Evaluator's scale",
     "train_steps": "the Trainer's train_args and custom_config train_steps",
-    "serving_dir": "the Pusher's base directory: <serving_dir>/<MODEL_NAME>",
+    "serving_dir": "the Pusher's base directory: <serving_dir>/<model name>",
 }
 
 

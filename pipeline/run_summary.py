@@ -24,6 +24,9 @@ class RunSummary:
   anomalies: List[str] = dataclasses.field(default_factory=list)
   metrics: Optional[Dict] = None
   blessed: Optional[bool] = None
+  # The serving check (components/infra_validator): None when it did not record a verdict.
+  infra_blessed: Optional[bool] = None
+  infra_reason: Optional[str] = None
   pushed_dir: Optional[str] = None
   tuner_results_dir: Optional[str] = None
   report_path: Optional[str] = None
@@ -107,6 +110,10 @@ def _collect(summary: RunSummary, type_name: str, artifact) -> None:
       summary.metrics = _read_json(path)
   elif type_name == "ModelBlessing" and "blessed" in props:
     summary.blessed = props["blessed"].int_value == 1
+  elif type_name == "InfraBlessing" and "blessed" in props:
+    summary.infra_blessed = props["blessed"].int_value == 1
+    if "reason" in props:
+      summary.infra_reason = props["reason"].string_value
   elif type_name == "TunerResults":
     summary.tuner_results_dir = artifact.uri
   elif type_name == "PushedModel" and "pushed" in props:

@@ -52,6 +52,13 @@ def _scale(value: str) -> int:
   return scale
 
 
+def _model_name(value: str) -> str:
+  try:
+    return configs.check_model_name(value)
+  except ValueError as error:
+    raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="superres", description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -61,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--data", help="folder (or bucket path) of high-resolution images; "
                    "default: the photos bundled with scikit-image")
   run.add_argument("--scale", type=_scale, default=configs.DEFAULT_SCALE)
+  run.add_argument("--model-name", type=_model_name,
+                   help="the model's name: its pipeline, its lineage, its serving folder "
+                   "(default: superres-x<scale>, plus -smoke for the smoke profile)")
   run.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
   run.add_argument("--serving-dir", default=configs.DEFAULT_SERVING_DIR)
   run.add_argument("--strategy", default=configs.DEFAULT_STRATEGY, choices=configs.STRATEGIES)
@@ -83,12 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
   upscale = commands.add_parser("upscale", help="upscale one image with a pushed model")
   upscale.add_argument("input")
   upscale.add_argument("output")
-  source = upscale.add_mutually_exclusive_group(required=True)
-  source.add_argument("--model", help="a pushed SavedModel version, or a serving base directory")
+  source = upscale.add_mutually_exclusive_group()
+  source.add_argument("--model", help="a pushed SavedModel version, a model's serving folder, "
+                      "or a serving directory (default: the newest superres-x<scale> pushed "
+                      "to the default serving directory)")
   source.add_argument("--server", help="a model server's REST URL, e.g. http://127.0.0.1:8501")
   source.add_argument("--grpc", help="a model server's gRPC address, e.g. 127.0.0.1:8500")
-  upscale.add_argument("--name", default=configs.MODEL_NAME,
-                       help="model name on the server (with --server/--grpc)")
+  upscale.add_argument("--name", type=_model_name,
+                       help="model name on the server (with --server/--grpc; default: "
+                       "superres-x<scale>)")
   upscale.add_argument("--scale", type=_scale)
 
   serve = commands.add_parser(
@@ -120,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default of the data_root run parameter (image folder)")
   compile_.add_argument("--serving-dir", default=configs.KUBEFLOW_SERVING_DIR,
                         help="default of serving_dir: the Pusher writes "
-                        "<serving-dir>/superres/<version>/")
+                        "<serving-dir>/<model name>/<version>/")
   compile_.add_argument("--profile", default=configs.DEFAULT_PROFILE,
                         choices=sorted(configs.PROFILES), help="default of profile")
   compile_.add_argument("--scale", type=_scale, default=configs.DEFAULT_SCALE,
@@ -128,13 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
   compile_.add_argument("--train-steps", type=_steps, metavar="N",
                         help="default of train_steps (default: the profile's)")
 
-  runs = commands.add_parser("runs", help="past pipeline runs: data, scores, pushed version")
+  runs = commands.add_parser(
+      "runs", help="past pipeline runs of every model: data, scores, verdict, pushed version")
   runs.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
+  runs.add_argument("--model", type=_model_name, help="only this model's runs (e.g. superres-x3)")
 
   lineage = commands.add_parser(
       "lineage", help="what a pushed model version was made from, back to the images")
   lineage.add_argument("version", help="a pushed version (see `superres runs`)")
   lineage.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
+  lineage.add_argument("--model", type=_model_name,
+                       help="the model the version belongs to, when several have that version")
   return parser
 
 
@@ -165,7 +182,8 @@ def _run(args) -> int:
       serving_dir=os.path.abspath(args.serving_dir), profile=args.profile, scale=args.scale,
       strategy=args.strategy, tuner=args.tuner, runner=args.runner,
       warm_start=args.warm_start, beam_args=args.beam_args, train_steps=args.train_steps,
-      self_ensemble=args.self_ensemble)
+      self_ensemble=args.self_ensemble, model_name=args.model_name)
+  print(f"Model: {options.model_name}, pushed to {options.serving_model_dir}", flush=True)
   summary = local_runner.run(options)
   if summary.pushed_dir:
     summary.report_path = _write_run_report(summary, options)
@@ -199,11 +217,12 @@ def _upscale(args) -> int:
   if args.model is not None:
     _check_path_exists(args.model, "model")
   _check_input_image(args.input)
-  if args.model is None:
+  if args.server or args.grpc:
     return _upscale_remotely(args)
   from superres import inference  # pylint: disable=import-outside-toplevel
-  height, width = inference.upscale_file(args.input, args.output, args.model, scale=args.scale)
-  print(f"Wrote {_shown(args.output)} ({width}x{height})")
+  upscaler = inference.load_model(args.model or configs.DEFAULT_SERVING_DIR, scale=args.scale)
+  height, width = inference.upscale_file(args.input, args.output, upscaler, scale=args.scale)
+  print(f"Wrote {_shown(args.output)} ({width}x{height}) with {upscaler.version_dir}")
   return 0
 
 
@@ -225,11 +244,13 @@ def _shown(path: str) -> str:
 
 def _upscale_remotely(args) -> int:
   from serving import client  # pylint: disable=import-outside-toplevel
-  remote = (client.RestClient(args.server, args.name) if args.server
-            else client.GrpcClient(args.grpc, args.name))
+  name = args.name or configs.model_name_for(args.scale or configs.DEFAULT_SCALE)
+  remote = (client.RestClient(args.server, name) if args.server
+            else client.GrpcClient(args.grpc, name))
   with remote:
     height, width = client.upscale_file(args.input, args.output, remote, scale=args.scale)
-  print(f"Wrote {_shown(args.output)} ({width}x{height}) via {args.server or args.grpc}")
+  print(f"Wrote {_shown(args.output)} ({width}x{height}) with {name} via "
+        f"{args.server or args.grpc}")
   return 0
 
 
@@ -286,7 +307,8 @@ def _compile(args) -> int:
         f"pipeline root {args.pipeline_root}\n"
         "  run parameters (a submission may set each; these are the defaults):\n" +
         "".join(f"    {name} = {value}\n" for name, value in defaults.items()) +
-        f"  pushes to <serving_dir>/{configs.MODEL_NAME}/<version>/\n"
+        f"  pushes to <serving_dir>/{configs.model_name_for(args.scale, args.profile)}"
+        "/<version>/\n"
         "Submit it with the KFP client or Vertex AI: kubeflow/README.md")
   return 0
 
@@ -298,24 +320,30 @@ def _number(value, fmt: str = ".2f") -> str:
 def _runs(args) -> int:
   from pipeline import lineage  # pylint: disable=import-outside-toplevel
   from superres import report  # pylint: disable=import-outside-toplevel
-  rows = lineage.list_runs(lineage.read_only_config(args.pipeline_root))
+  rows = lineage.list_runs(lineage.read_only_config(args.pipeline_root), args.model)
   if not rows:
-    print(f"No pipeline run is recorded in {args.pipeline_root} yet.")
+    print(f"No pipeline run{' of ' + args.model if args.model else ''} is recorded in "
+          f"{args.pipeline_root} yet.")
     return 0
-  table = [[r.run_id, r.started, r.status, r.data_root or "-", _number(r.scale, "d"),
-            _number(r.psnr_model), _number(r.psnr_bicubic),
+  table = [[r.run_id, r.model or "-", r.started, r.status, r.data_root or "-",
+            _number(r.scale, "d"), _number(r.psnr_model), _number(r.psnr_bicubic),
             "-" if r.psnr_model is None else f"{r.psnr_model - r.psnr_bicubic:+.2f}",
             {True: "yes", False: "no", None: "-"}[r.blessed], r.pushed_version or "-"]
            for r in rows]
-  print(report.table(table, ["run", "started", "status", "data", "scale", "PSNR dB",
+  print(report.table(table, ["run", "model", "started", "status", "data", "scale", "PSNR dB",
                              "bicubic dB", "gain", "blessed", "pushed"]))
+  # The verdicts below the table: they are sentences, too long for a column.
+  verdicts = [f"  {r.run_id} ({r.model}): {r.reason}" for r in rows if r.reason]
+  if verdicts:
+    print("Why each model was or was not pushed:\n" + "\n".join(verdicts))
   return 0
 
 
 def _lineage(args) -> int:
   from pipeline import lineage  # pylint: disable=import-outside-toplevel
   from superres import report  # pylint: disable=import-outside-toplevel
-  entries = lineage.lineage(lineage.read_only_config(args.pipeline_root), args.version)
+  entries = lineage.lineage(lineage.read_only_config(args.pipeline_root), args.version,
+                            args.model)
   print(f"Version {args.version}, back to the images it was trained on:")
   print(report.table(
       [[e.role, e.type_name, "-" if e.artifact_id is None else e.artifact_id, e.run_id,

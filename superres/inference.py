@@ -68,11 +68,12 @@ def _newest_version(base_dir: str) -> Optional[str]:
   return versions[max(versions)] if versions else None
 
 
-def resolve_model_dir(path: str) -> str:
+def resolve_model_dir(path: str, scale: Optional[int] = None) -> str:
   """A SavedModel version directory, or the newest complete version under a serving dir.
 
   Accepts a version directory, a serving base directory (`<serving>/<model>/`) or
-  the serving root that holds the model's base directory (`<serving>/`).
+  the serving root that holds the models' base directories (`<serving>/`): there, the
+  model for `scale` (superres-x<scale>, by default x2).
   """
   path = os.path.abspath(os.path.expanduser(os.fspath(path)))
   if not os.path.exists(path):
@@ -86,16 +87,20 @@ def resolve_model_dir(path: str) -> str:
         f"version directory containing {SAVED_MODEL_FILE}.")
   if _is_saved_model(path):
     return path
-  for base_dir in (path, os.path.join(path, configs.MODEL_NAME)):
+  nested = os.path.join(path, configs.model_name_for(scale or configs.DEFAULT_SCALE))
+  for base_dir in (path, nested):
     if os.path.isdir(base_dir):
       newest = _newest_version(base_dir)
       if newest:
         return newest
+  models = sorted(name for name in os.listdir(path)
+                  if not name.startswith(".") and _newest_version(os.path.join(path, name)))
+  found = f" It holds the models {', '.join(models)}." if models else ""
   raise ModelNotFoundError(
       f"No model in {path}: it holds neither {SAVED_MODEL_FILE} nor a numbered "
-      f"version directory containing one (also looked in "
-      f"{os.path.join(path, configs.MODEL_NAME)}). Train and push a model with "
-      f"`superres run`, or pass the directory a model was pushed to.")
+      f"version directory containing one (also looked in {nested}).{found} Train and push "
+      f"a model with `superres run --scale {scale or configs.DEFAULT_SCALE}`, or pass the "
+      f"directory a model was pushed to.")
 
 
 def _single_output(outputs: dict, key: str, signature: str) -> tf.Tensor:
@@ -245,9 +250,11 @@ def decode_image(encoded: bytes) -> np.ndarray:
   return image_ops.decode_rgb_uint8(tf.constant(encoded, dtype=tf.string)).numpy()
 
 
-def load_model(path: str, add_self_ensemble: bool = False) -> Upscaler:
-  """The model at a version directory, or the newest one under a serving directory."""
-  return Upscaler(resolve_model_dir(path), add_self_ensemble)
+def load_model(path: str, add_self_ensemble: bool = False,
+               scale: Optional[int] = None) -> Upscaler:
+  """The model at a version directory, or the newest one under a serving directory
+  (under a serving root: the model for `scale`)."""
+  return Upscaler(resolve_model_dir(path, scale), add_self_ensemble)
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
@@ -337,7 +344,8 @@ def upscale_file(input_path: str, output_path: str, model_path: Union[str, Upsca
   The output format follows `output_path`'s extension.
   """
   lr = read_image(input_path)  # a bad file fails before the model loads
-  upscaler = model_path if isinstance(model_path, Upscaler) else load_model(model_path)
+  upscaler = (model_path if isinstance(model_path, Upscaler)
+              else load_model(model_path, scale=scale))
   check_scale(upscaler, scale)
   # Filled a row of tiles at a time in 8 bits: a 24 MP photo's x2 result is 288 MB,
   # where a float one would be 1.15 GB before it is even rounded.

@@ -37,10 +37,15 @@ def format_summary(summary) -> str:
   if summary.blessed is not None:
     reason = f" ({summary.metrics['reason']})" if summary.metrics else ""
     parts.append(f"Blessed: {'yes' if summary.blessed else 'no'}{reason}")
+  if summary.blessed and summary.infra_blessed is not None:
+    verdict = "passed" if summary.infra_blessed else "failed"
+    parts.append(f"Serving check: {verdict} ({summary.infra_reason})")
   if summary.pushed_dir:
     parts.append(f"Pushed: {summary.pushed_dir}")
-  elif summary.blessed is not None:
+  elif summary.blessed is False:
     parts.append("Pushed: nothing (the model was not blessed)")
+  elif summary.infra_blessed is False:
+    parts.append("Pushed: nothing (the model failed the serving check)")
   if summary.report_path:
     parts.append(f"Report (pictures, per-image scores, tuner trials): {summary.report_path}")
   if summary.log_path:

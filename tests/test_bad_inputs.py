@@ -61,7 +61,7 @@ def ingested(corpus, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-  """An untrained network exported as the Trainer exports: <dir>/superres/1."""
+  """An untrained network exported as the Trainer exports: <dir>/superres-x2/1."""
   network = keras.Sequential([keras.Input((None, None, 3)),
                               keras.layers.Conv2DTranspose(3, SCALE, strides=SCALE)])
   root = tmp_path_factory.mktemp("serving")
@@ -244,7 +244,9 @@ class TestUpscale:
     path = os.fsdecode(os.path.join(os.fsencode(input_base), bad_corpus.NOT_UTF8_NAME))
     out = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9_x2.png"))
     assert cli.main(["upscale", path, out, "--model", model_dir]) == 0
-    assert capsys.readouterr().out == (
-        f"Wrote {tmp_path}/caf\\xe9_x2.png ({SCALE * samples.W}x{SCALE * (samples.H + 2)})\n")
+    printed = capsys.readouterr().out
+    assert printed.startswith(
+        f"Wrote {tmp_path}/caf\\xe9_x2.png ({SCALE * samples.W}x{SCALE * (samples.H + 2)}) "
+        f"with {model_dir}") and printed.count("\n") == 1
     with Image.open(out) as result:
       assert result.size == (SCALE * samples.W, SCALE * (samples.H + 2))

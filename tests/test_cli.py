@@ -12,7 +12,9 @@ from superres import cli
     (["run", "--scale", "5"], "scale must be one of 2, 3, 4, not '5'"),
     (["run", "--scale", "two"], "scale must be one of 2, 3, 4"),
     (["run", "--tuner", "hyperband"], "invalid choice: 'hyperband'"),
-    (["upscale", "in.png", "out.png"], "one of the arguments --model --server --grpc is required"),
+    (["upscale", "in.png", "out.png", "--model", "m", "--server", "http://h"],
+     "argument --server: not allowed with argument --model"),
+    (["run", "--model-name", "../x"], "model name '../x': use letters, digits"),
     (["evaluate", "--model", "m"], "the following arguments are required: --data"),
     ([], "the following arguments are required: command"),
 ])
@@ -65,3 +67,14 @@ def test_errors_raised_by_project_code_are_one_line_others_keep_their_traceback(
     int("not a number")
   except ValueError as error:
     assert not cli._raised_by_own_code(error)  # pylint: disable=protected-access
+
+
+def test_upscale_without_a_model_in_an_empty_home_says_what_to_do(tmp_path, capsys, monkeypatch):
+  photo = tmp_path / "in.png"
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  Image.new("RGB", (8, 8)).save(photo)
+  monkeypatch.setattr(cli.configs, "DEFAULT_SERVING_DIR", str(tmp_path / "serving"))
+  (tmp_path / "serving").mkdir()
+  assert cli.main(["upscale", str(photo), str(tmp_path / "out.png"), "--scale", "3"]) == cli.FAILURE
+  err = capsys.readouterr().err
+  assert "superres-x3" in err and "superres run --scale 3" in err and err.count("\n") == 1

@@ -28,8 +28,9 @@ RESOLVER = "latest_blessed_model_resolver"
 # Which tasks take each run parameter as an input (kubeflow/README.md lists the same).
 CONSUMERS = {
     "data_root": {"ImageExampleGen"},
-    "profile": {"Transform", "Tuner", "Trainer", "SuperResolutionEvaluator"},
-    "scale": {"Transform", "Tuner", "Trainer", "SuperResolutionEvaluator"},
+    # The Pusher's folder is the model's name, which the profile and the scale make.
+    "profile": {"Transform", "Tuner", "Trainer", "SuperResolutionEvaluator", "Pusher"},
+    "scale": {"Transform", "Tuner", "Trainer", "SuperResolutionEvaluator", "Pusher"},
     "train_steps": {"Trainer"},
     "serving_dir": {"Pusher"},
 }
@@ -120,7 +121,8 @@ def test_each_run_parameter_is_an_input_of_the_components_it_configures(smoke_jo
     assert json.loads(_constant(tasks[task_name], "custom_config")) == {
         key: trainer_config[key] for key in keys}
   destination = json.loads(_constant(tasks["Pusher"], "push_destination"))
-  assert destination["filesystem"]["base_directory"] == "gs://bucket/serving/superres"
+  assert destination["filesystem"]["base_directory"] == "gs://bucket/serving/superres-x3-smoke"
+  assert smoke_job["pipelineSpec"]["pipelineInfo"]["name"] == "superres-x3-smoke"
 
 
 def _local_dag_edges(pipeline):
@@ -210,7 +212,9 @@ def test_a_run_reaches_the_executors_with_the_values_of_a_local_run(smoke_job, t
         expected, compiled[key], applied[key] = (
             json.loads(expected), json.loads(compiled[key]), json.loads(applied[key]))
       assert applied[key] == expected, (task_name, key)
-      if key not in run:  # the launcher substitutes a parameter itself
+      # (The launcher substitutes a parameter itself; every profile has the project's
+      # regression tolerance.)
+      if key not in run and key != "max_regression_db":
         assert compiled[key] != expected, (task_name, key)  # the entrypoint changed it
 
 
@@ -267,7 +271,7 @@ def test_bad_run_parameters_are_refused_naming_the_parameter(smoke_job, tmp_path
 def test_the_same_run_parameter_resolves_to_its_default_under_the_local_runner(tmp_path):
   """LocalDagRunner fills parameters it is not given with their defaults."""
   pipeline = pipeline_lib.create_pipeline(
-      pipeline_name=configs.PIPELINE_NAME, pipeline_root=str(tmp_path / "root"),
+      pipeline_name=configs.MODEL_NAME, pipeline_root=str(tmp_path / "root"),
       data_root=tfx.dsl.experimental.RuntimeParameter(
           name=run_parameters.DATA_ROOT, ptype=str, default=str(tmp_path)),
       schema_path=os.path.join(configs.SCHEMA_DIR, "schema.pbtxt"),

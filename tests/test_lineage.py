@@ -4,13 +4,16 @@ import os
 
 import pytest
 
+from pipeline import configs
 from pipeline import lineage
 from tests.cli_runner import superres_cli, write_small_photos
+
+SMOKE_MODEL = configs.model_name_for(2, "smoke")  # where smoke runs push
 
 pytestmark = pytest.mark.e2e
 
 PHOTO_SIDE = 96
-CHAIN = ["Pusher.pushed_model", "SuperResolutionEvaluator.blessing",
+CHAIN = ["Pusher.pushed_model", "InfraValidator.blessing", "SuperResolutionEvaluator.blessing",
          "SuperResolutionEvaluator.evaluation", "Trainer.model", "Tuner.best_hyperparameters",
          "Transform.transform_graph", "Transform.transformed_examples",
          "ExampleValidator.anomalies", "StatisticsGen.statistics", "ImportSchemaGen.schema",
@@ -26,7 +29,7 @@ def run(tmp_path_factory):
                       "--pipeline-root", str(home / "root"),
                       "--serving-dir", str(home / "serving")], home)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  versions = [v for v in os.listdir(home / "serving" / "superres") if v.isdigit()]
+  versions = [v for v in os.listdir(home / "serving" / SMOKE_MODEL) if v.isdigit()]
   assert len(versions) == 1
   return home, photos, home / "root", versions[0]
 
@@ -48,9 +51,12 @@ def test_runs_lists_the_run_with_its_data_scores_and_pushed_version(run):
 
   result = superres_cli(["runs", "--pipeline-root", str(root)], home)
   assert result.returncode == 0, result.stderr
-  header, _, line = result.stdout.strip().splitlines()
-  assert header.split()[:4] == ["run", "started", "status", "data"]
+  header, _, line, why, verdict = result.stdout.strip().splitlines()
+  assert header.split()[:5] == ["run", "model", "started", "status", "data"]
   assert line.startswith(row.run_id) and str(photos) in line and line.endswith(version)
+  assert SMOKE_MODEL in line and row.model == SMOKE_MODEL
+  assert why.startswith("Why each model") and verdict.strip() == (
+      f"{row.run_id} ({SMOKE_MODEL}): {row.reason}") and "gain over bicubic" in row.reason
 
 
 def test_lineage_walks_from_the_pushed_version_back_to_the_image_folder(run):
@@ -68,11 +74,12 @@ def test_lineage_walks_from_the_pushed_version_back_to_the_image_folder(run):
   with open(os.path.join(by_role["Trainer.model"].uri, "Format-Serving",
                          "saved_model.pb"), "rb") as f:
     trained = f.read()
-  with open(os.path.join(str(root), "..", "serving", "superres", version,
+  with open(os.path.join(str(root), "..", "serving", SMOKE_MODEL, version,
                          "saved_model.pb"), "rb") as f:
     assert f.read() == trained
   assert version in by_role["Pusher.pushed_model"].details
   assert by_role["SuperResolutionEvaluator.blessing"].details.startswith("blessed")
+  assert by_role["InfraValidator.blessing"].details.startswith("blessed: served 3 eval images")
   assert "scale 2" in by_role["Transform.transform_graph"].details
   assert "espcn" in by_role["Trainer.model"].details
   photo_count = len(os.listdir(photos))  # all readable
@@ -89,4 +96,4 @@ def test_lineage_command_prints_the_chain_and_rejects_unknown_versions(run):
 
   result = superres_cli(["lineage", "12345", "--pipeline-root", str(root)], home)
   assert result.returncode == 1
-  assert "12345" in result.stderr and version in result.stderr  # names what exists
+  assert "12345" in result.stderr and f"{SMOKE_MODEL}/{version}" in result.stderr  # what exists

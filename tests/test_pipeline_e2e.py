@@ -11,16 +11,20 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from pipeline import configs
 from pipeline import pipeline as pipeline_lib
 from pipeline import run_summary
 from superres import bundled_data
 from tests.cli_runner import superres_cli, write_small_photos
 
+SMOKE_MODEL = configs.model_name_for(2, "smoke")  # where smoke runs push
+
 pytestmark = pytest.mark.e2e
 
 # Every node of the DAG that records an execution in ML Metadata.
 EXPECTED_NODES = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-                  "Transform", "Tuner", "Trainer", "SuperResolutionEvaluator", "Pusher"}
+                  "Transform", "Tuner", "Trainer", "SuperResolutionEvaluator", "InfraValidator",
+                  "Pusher"}
 PHOTO_SIDE = 96  # small copies keep the run short; still real photos
 
 
@@ -62,17 +66,19 @@ def test_metadata_records_every_component_and_the_cached_rerun(runs):
   assert EXPECTED_NODES <= set(summary.outcomes)
   # Nothing changed: everything up to the trained model comes from the cache. The
   # Evaluator runs again because its baseline (the last blessed model) is new; it
-  # re-blesses the same model, which the Pusher recognises and does not copy again.
-  cached = EXPECTED_NODES - {"SuperResolutionEvaluator", "Pusher"}
+  # re-blesses the same model, the serving check checks that blessing's model again,
+  # and the Pusher recognises the model and does not copy it again.
+  cached = EXPECTED_NODES - {"SuperResolutionEvaluator", "InfraValidator", "Pusher"}
   assert all(summary.outcomes[node] == "cached" for node in cached), summary.outcomes
-  assert "Reused from cache: 7 of 10 components" in second.stdout
-  versions = [v for v in os.listdir(home / "serving" / "superres") if v.isdigit()]
+  assert "Reused from cache: 7 of 11 components" in second.stdout
+  assert summary.infra_blessed and "Serving check: passed" in second.stdout
+  versions = [v for v in os.listdir(home / "serving" / SMOKE_MODEL) if v.isdigit()]
   assert len(versions) == 1 and summary.pushed_dir.endswith(versions[0])
 
 
 def test_pushed_model_upscales_a_real_photo_to_exactly_twice_its_size(runs):
   home, _, _ = runs
-  base = home / "serving" / "superres"
+  base = home / "serving" / SMOKE_MODEL
   versions = [v for v in os.listdir(base) if v.isdigit()]
   assert len(versions) == 1
   loaded = tf.saved_model.load(str(base / versions[0]))
@@ -87,7 +93,7 @@ def test_pushed_model_upscales_a_real_photo_to_exactly_twice_its_size(runs):
 
 def test_cli_upscales_and_evaluates_with_the_pushed_model(runs, tmp_path):
   home, _, _ = runs
-  base = str(home / "serving" / "superres")
+  base = str(home / "serving" / SMOKE_MODEL)
   photo = tmp_path / "photo.jpg"
   Image.open(bundled_data.holdout_photo_paths()[1]).convert("RGB").crop((0, 0, 61, 47)).save(photo)
   upscaled = tmp_path / "photo_x2.png"
@@ -122,7 +128,7 @@ def test_data_anomalies_stop_the_run_before_training(tmp_path):
   assert summary.outcomes["ExampleValidator"] == "complete"
   assert not {"Transform", "Tuner", "Trainer", "Pusher"} & {
       node for node, outcome in summary.outcomes.items() if outcome in ("complete", "cached")}
-  assert not (home / "serving" / "superres").exists()
+  assert not (home / "serving" / SMOKE_MODEL).exists()
 
 
 def test_warm_start_begins_from_the_last_blessed_model(runs, photo_dir):

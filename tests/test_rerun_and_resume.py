@@ -141,7 +141,7 @@ def test_a_run_killed_while_training_completes_on_the_next_invocation(killed, re
              for node in ("Trainer", "SuperResolutionEvaluator", "Pusher")), outcomes
   summary = run_summary.latest_run(pipeline_lib.metadata_config(str(home / "root")))
   assert summary.run_id == resumed_id and summary.blessed and summary.pushed_dir
-  assert os.listdir(home / "serving" / configs.MODEL_NAME) == [
+  assert os.listdir(home / "serving" / configs.model_name_for(2, "smoke")) == [
       os.path.basename(summary.pushed_dir)]
   assert "Blessed: yes" in result.stdout
 

@@ -33,11 +33,13 @@ Output = tfx.dsl.components.OutputArtifact
 Param = tfx.dsl.components.Parameter
 
 
-def _score_model(model_artifact, examples, transform_output, scale: int) -> scoring.Scores:
+def _load(model_artifact):
+  return scoring.load_upscaler(path_utils.serving_model_path(model_artifact.uri))
+
+
+def _score(upscale, examples, transform_output, scale: int) -> scoring.Scores:
   pattern = os.path.join(artifact_utils.get_split_uri([examples], EVAL_SPLIT), "*")
-  pairs = training_data.eval_dataset(pattern, transform_output,
-                                        configs.EVAL_BATCH_SIZE)
-  upscale = scoring.load_upscaler(path_utils.serving_model_path(model_artifact.uri))
+  pairs = training_data.eval_dataset(pattern, transform_output, configs.EVAL_BATCH_SIZE)
   return scoring.score(upscale, pairs.as_numpy_iterator(), scale)
 
 
@@ -54,10 +56,23 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
     baseline_model: Input[Model] = None,  # the last blessed model, if any
 ) -> None:
   transform_output = tft.TFTransformOutput(transform_graph.uri)
-  candidate = _score_model(model, examples, transform_output, scale)
+  candidate = _score(_load(model), examples, transform_output, scale)
+  # A profile may ask for a smaller tolerance than the project's, never a larger one.
+  max_regression_db = min(max_regression_db, configs.MAX_REGRESSION_DB)
   baseline = None
-  if baseline_model is not None and baseline_model.uri != model.uri:
-    baseline = _score_model(baseline_model, examples, transform_output, scale)
+  if baseline_model is not None and baseline_model.uri == model.uri:
+    baseline = candidate  # a re-run re-evaluating the blessed model itself
+  elif baseline_model is not None:
+    upscale = _load(baseline_model)
+    baseline_scale = scoring.upscaling_factor(upscale)
+    if baseline_scale == scale:
+      baseline = _score(upscale, examples, transform_output, scale)
+    else:
+      # Each model name is its own pipeline, so its last blessed model has its scale;
+      # a pipeline whose scale was changed at run time (a Kubeflow run parameter) may
+      # still resolve one of another scale, which cannot be compared.
+      logging.warning("Baseline %s upscales x%d, not x%d: not compared.", baseline_model.uri,
+                      baseline_scale, scale)
   blessed, reason = scoring.blessing_verdict(candidate, baseline, min_gain_db,
                                              max_regression_db)
   logging.info("Blessing: %s (%s)", blessed, reason)

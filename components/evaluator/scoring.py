@@ -34,6 +34,13 @@ def load_upscaler(saved_model_dir: str):
   return loaded.signatures[export.FLOAT_SIGNATURE]
 
 
+def upscaling_factor(upscale_fn) -> int:
+  """How many times larger the float signature makes an image (one tiny probe)."""
+  side = 4
+  sr = upscale_fn(lr=tf.zeros([1, side, side, 3], tf.float32))["sr"]
+  return int(sr.shape[1]) // side
+
+
 def score(upscale_fn, pairs: Iterable[Tuple[np.ndarray, np.ndarray]], scale: int) -> Scores:
   """Mean PSNR/SSIM of `upscale_fn` and of bicubic over (lr, hr) batches."""
   psnr_model, ssim_model, psnr_bicubic, ssim_bicubic = [], [], [], []
@@ -64,7 +71,7 @@ def blessing_verdict(candidate: Scores, baseline: Optional[Scores], min_gain_db:
   if baseline is not None and candidate.psnr_model < baseline.psnr_model - max_regression_db:
     return False, (f"PSNR {candidate.psnr_model:.2f} dB regresses against the last blessed "
                    f"model's {baseline.psnr_model:.2f} dB (tolerance {max_regression_db} dB)")
-  against = "" if baseline is None else (
+  against = "; no model blessed under this name before" if baseline is None else (
       f"; last blessed model {baseline.psnr_model:.2f} dB")
   return True, (f"gain over bicubic {candidate.gain_db:+.2f} dB (required "
                 f"{min_gain_db:+.2f} dB){against}")
