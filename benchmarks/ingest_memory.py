@@ -1,5 +1,5 @@
 """Peak memory of checking decompression bombs as the ExampleGen does, and what
-becomes of each file of the bad-input corpus (tests/bad_corpus.py).
+becomes of each file of the bad-input corpus (benchmarks/bad_corpus.py).
 
   python -m benchmarks.ingest_memory [--out ingest_memory.json]
 
@@ -8,7 +8,7 @@ Prints one JSON object. Every memory figure is the peak resident memory
 but the standard library: Linux counts the starting process's peak in a child's
 ru_maxrss, so a large parent would hide the children's figures.
 
-  read_image_peak_rss_mb  components.image_files.read_image (what the
+  read_image_peak_rss_mb  components.image_decoding.read_image (what the
       ExampleGen's DoFn calls) on one file: a 512 x 512 photo, a PNG whose header
       declares 40000 x 40000 pixels, and a real zlib bomb (a valid 10000 x 10000
       PNG of ~100 KB, which Pillow alone only warns about); "imports_only" is the
@@ -17,7 +17,7 @@ ru_maxrss, so a large parent would hide the children's figures.
   executor_peak_rss_mb  the real ExampleGen executor (in-process Beam) on a folder
       holding the photo, and on one holding the photo and both bombs.
   corpus  the executor on the whole corpus: how many files, how many ingested or
-      quarantined, whether each ended as tests/bad_corpus.py expects, and each
+      quarantined, whether each ended as benchmarks/bad_corpus.py expects, and each
       file's outcome (its quarantine reason).
 
 File permissions are enforced for the corpus (as root: without the capabilities
@@ -55,7 +55,7 @@ def _child(args: List[str], command_prefix: Optional[List[str]] = None) -> dict:
 
 
 def _enforcing_prefix_in_this_process() -> dict:
-  from tests import bad_corpus  # pylint: disable=import-outside-toplevel
+  from benchmarks import bad_corpus  # pylint: disable=import-outside-toplevel
   return {"prefix": bad_corpus.unprivileged([])}
 
 
@@ -63,8 +63,8 @@ def _prepare_in_this_process(work_dir: str) -> dict:
   """Writes the photo, the two bombs (each in a folder of its own) and the corpus."""
   from PIL import Image  # pylint: disable=import-outside-toplevel
   from skimage import data  # pylint: disable=import-outside-toplevel
-  from tests import bad_corpus  # pylint: disable=import-outside-toplevel
-  from tests import test_image_files as samples  # pylint: disable=import-outside-toplevel
+  from benchmarks import bad_corpus  # pylint: disable=import-outside-toplevel
+  from benchmarks import image_samples  # pylint: disable=import-outside-toplevel
   paths = {"photo_512": os.path.join(work_dir, "photo", "astronaut.jpg"),
            f"bomb_{BOMB_SIDE}": os.path.join(work_dir, "bombs", "declared.png"),
            f"bomb_{REAL_BOMB_SIDE}": os.path.join(work_dir, "bombs", "zlib_bomb.png")}
@@ -72,7 +72,7 @@ def _prepare_in_this_process(work_dir: str) -> dict:
     os.makedirs(os.path.dirname(path), exist_ok=True)
   Image.fromarray(data.astronaut()).save(paths["photo_512"], quality=90)
   with open(paths[f"bomb_{BOMB_SIDE}"], "wb") as f:
-    f.write(samples.png_declaring(BOMB_SIDE, BOMB_SIDE))
+    f.write(image_samples.png_declaring(BOMB_SIDE, BOMB_SIDE))
   Image.new("L", (REAL_BOMB_SIDE, REAL_BOMB_SIDE)).save(paths[f"bomb_{REAL_BOMB_SIDE}"],
                                                         optimize=True)
   photo_and_bombs = os.path.join(work_dir, "photo_and_bombs")
@@ -88,7 +88,7 @@ def _prepare_in_this_process(work_dir: str) -> dict:
 
 
 def _read_in_this_process(path: Optional[str], trusting: bool) -> dict:
-  from components import image_files  # pylint: disable=import-outside-toplevel
+  from components import image_decoding  # pylint: disable=import-outside-toplevel
   outcome = "nothing read"
   if trusting:
     from PIL import Image  # pylint: disable=import-outside-toplevel
@@ -98,22 +98,22 @@ def _read_in_this_process(path: Optional[str], trusting: bool) -> dict:
       outcome = f"decoded {image.width} x {image.height} pixels"
   elif path:
     try:
-      record = image_files.read_image(path)
+      record = image_decoding.read_image(path)
       outcome = f"read {record.width} x {record.height} pixels"
-    except image_files.UnusableImageError as error:
+    except image_decoding.UnusableImageError as error:
       outcome = f"refused: {error}"
   return {"peak_rss_mb": round(_peak_rss_mb(), 1), "outcome": outcome}
 
 
 def _executor_in_this_process(input_base: str, output_dir: str) -> dict:
   from components.image_example_gen import executor  # pylint: disable=import-outside-toplevel
-  from tests import test_image_example_gen  # pylint: disable=import-outside-toplevel
-  examples = test_image_example_gen.run_executor(input_base, output_dir)
+  from benchmarks import ingestion  # pylint: disable=import-outside-toplevel
+  examples = ingestion.run_executor(input_base, output_dir)
   with open(os.path.join(examples.uri, executor.QUARANTINE_FILE), encoding="utf-8") as f:
     report = json.load(f)
   names = []
   for split in ("train", "eval"):
-    names.extend(test_image_example_gen.read_split(examples, split))
+    names.extend(ingestion.read_split(examples, split))
   return {"peak_rss_mb": round(_peak_rss_mb(), 1), "ingested": sorted(names),
           "quarantined": report["quarantined"]}
 

@@ -4,7 +4,7 @@ For each model: scale, PSNR/SSIM of the model and of bicubic on a folder of phot
 (superres.evaluation: Y channel, BT.601, `scale` border pixels cropped) and the gain,
 the parameter count (read from the SavedModel's variables), the architecture and its
 multiply-adds per output pixel when known, the checkerboard score of the outputs
-(superres.visual_report.checkerboard_score) and the time to upscale the folder on
+(superres.checkerboard.checkerboard_score) and the time to upscale the folder on
 this machine's CPU, per output megapixel, after a warm-up call.
 
 Three modes, run from the repository root:
@@ -55,10 +55,10 @@ from components import metrics
 from components.models import registry
 from pipeline import configs
 from superres import bundled_data
+from superres import checkerboard
 from superres import evaluation
 from superres import inference
 from superres import report
-from superres import visual_report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIABLES_PREFIX = "model/"  # the network's weights inside the exported tf.Module
@@ -192,12 +192,12 @@ def time_and_checkerboard(upscaler: inference.Upscaler, data_dir: str,
     wall += time.perf_counter() - wall_start
     cpu += time.process_time() - cpu_start
     pixels += sr.shape[0] * sr.shape[1]
-    if min(sr.shape[:2]) >= visual_report.min_checkerboard_side(s):
+    if min(sr.shape[:2]) >= checkerboard.min_checkerboard_side(s):
       model_y = metrics.rgb_to_y(sr).numpy()
       bicubic_y = metrics.rgb_to_y(image_ops.upscale_bicubic(lr, s)).numpy()
-      model_scores.append(visual_report.checkerboard_score(model_y, s))
-      pattern_sizes.append(visual_report.periodic_pattern_rms(model_y, s))
-      bicubic_scores.append(visual_report.checkerboard_score(bicubic_y, s))
+      model_scores.append(checkerboard.checkerboard_score(model_y, s))
+      pattern_sizes.append(checkerboard.periodic_pattern_rms(model_y, s))
+      bicubic_scores.append(checkerboard.checkerboard_score(bicubic_y, s))
   megapixels = pixels / 1e6
   mean = lambda scores: float(np.mean(scores)) if scores else None  # all images too small
   return {"output_megapixels": megapixels,

@@ -556,8 +556,8 @@ def _findings(trials: Dict[str, dict], passes: Dict[str, int]) -> Dict[str, dict
     changes["4 tiles batched, against the whole input"] = {"cpu": _percent(
         cpu(defaults["tiles_batched"]), cpu(defaults["plain"]))}
     # The fixed bicubic upscaling runs once per network pass.
-    share = lambda key: round(100.0 * passes[name] * cpu(defaults[key]) / cpu(defaults["plain"]),
-                              1)
+    def share(key, name=name, defaults=defaults, cpu=cpu):
+      return round(100.0 * passes[name] * cpu(defaults[key]) / cpu(defaults["plain"]), 1)
     findings[name] = {
         "defaults_ms_per_output_mp": baseline,
         "defaults_again_against_defaults_percent": {

@@ -25,8 +25,8 @@ from typing import Callable, Dict
 import tensorflow as tf
 
 from benchmarks import hardware
-from components import export
 from components import image_ops
+from components import names
 
 SIDE = 256
 TILES_PER_SIDE = 2  # 2x2 tiles of 128x128
@@ -62,7 +62,7 @@ def _tiles(lr: tf.Tensor) -> tf.Tensor:
 
 def _model_trial(version_dir: str, extras: bool) -> Dict[str, Dict]:
   loaded = tf.saved_model.load(version_dir)
-  upscale = loaded.signatures[export.FLOAT_SIGNATURE]
+  upscale = loaded.signatures[names.FLOAT_SIGNATURE]
   scale = int(loaded.scale.numpy())
   lr = tf.random.uniform([1, SIDE, SIDE, 3], seed=SIDE)
   pixels = (SIDE * scale) ** 2

@@ -13,14 +13,13 @@ import tensorflow as tf
 
 from components import footprint
 from components import image_ops
+from components import names
 
-SERVING_SIGNATURE = "serving_default"  # images: string [N] -> images: PNG string [N]
 # serving_default upscales each image in tiles sized so that one image's network
 # activations stay within this, by the estimate of components.footprint; beside them
 # stock TF Serving holds the 8-bit photo, the 8-bit result (twice, while its rows are
 # joined) and the PNG.
 SERVING_TILE_MEMORY = 256 * 1024 * 1024
-FLOAT_SIGNATURE = "upscale"  # lr: float32 [N, H, W, 3] in [0, 1] -> sr: float32
 
 
 class SuperResolutionModule(tf.Module):
@@ -65,6 +64,6 @@ def export_serving_model(model: keras.Model, scale: int, export_dir: str,
   """`tile_memory` sets serving_default's tile size (see SERVING_TILE_MEMORY)."""
   module = SuperResolutionModule(model, scale, self_ensemble, tile_memory)
   tf.saved_model.save(module, export_dir, signatures={
-      SERVING_SIGNATURE: module.serve_encoded,
-      FLOAT_SIGNATURE: module.upscale,
+      names.SERVING_SIGNATURE: module.serve_encoded,
+      names.FLOAT_SIGNATURE: module.upscale,
   })

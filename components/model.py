@@ -19,6 +19,10 @@ LOSSES = {"mae": "mean_absolute_error", "mse": "mean_squared_error"}
 OBJECTIVE = "val_psnr"  # what the Tuner maximises and early stopping watches
 
 
+# What define_search_space reads of custom_config.
+SEARCH_SPACE_KEYS = ("learning_rates", "architectures", "widths", "depths", "dropouts")
+
+
 def define_search_space(hp: keras_tuner.HyperParameters, space: dict) -> None:
   """Declares the hyperparameters; the learning rate first, as it matters most."""
   hp.Choice("learning_rate", list(space["learning_rates"]))

@@ -10,6 +10,9 @@ import tensorflow as tf
 from components import features
 from components import image_ops
 
+# What preprocessing_fn reads of custom_config: the pipeline passes Transform these only.
+CONFIG_KEYS = ("hr_size", "tiles_per_side", "scale")
+
 
 def pair_shapes(hr_size: int, tiles_per_side: int, scale: int):
   """Shapes of one image's pairs: ([tiles, hr_size, hr_size, 3], [tiles, lr_size, lr_size, 3])

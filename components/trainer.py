@@ -12,6 +12,8 @@ from tfx import v1 as tfx
 
 from components import export
 from components import model as model_lib
+from components import names
+from components import progress_callback
 from components import strategies
 from components import training_data
 
@@ -99,9 +101,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info("Initialisation: %s", start)
   history = {}
   if train_steps > 0:  # zero steps exports the initial network (bicubic, by construction)
-    history = model.fit(train, validation_data=val, steps_per_epoch=steps_per_epoch,
-                        epochs=epochs, callbacks=[model_lib.early_stopping(config["patience"])],
-                        verbose=2).history
+    # verbose=0: progress and each epoch's metrics are reported as log records instead.
+    history = model.fit(
+        train, validation_data=val, steps_per_epoch=steps_per_epoch, epochs=epochs,
+        callbacks=[model_lib.early_stopping(config["patience"]),
+                   progress_callback.TrainingProgress("Trainer", model_lib.OBJECTIVE)],
+        verbose=0).history
 
   if not strategies.is_chief():
     return  # workers train; only the chief writes the model
@@ -113,5 +118,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
              "self_ensemble": config["self_ensemble"],
              "history": history,
              "parameters": int(model.count_params())}
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
+  summary_path = os.path.join(fn_args.model_run_dir, names.TRAINING_SUMMARY_FILE)
+  with tf.io.gfile.GFile(summary_path, "w") as f:
     json.dump(summary, f, indent=1, default=float)

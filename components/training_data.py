@@ -7,6 +7,7 @@ fixed-size transformed tiles, so its PSNR is comparable across runs.
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from components import errors
 from components import features
 
 # A patch whose HR standard deviation is below this is "flat" and kept only rarely.
@@ -19,7 +20,7 @@ def _load(file_pattern, tf_transform_output: tft.TFTransformOutput) -> tf.data.D
   files = tf.io.gfile.glob(file_pattern) if isinstance(file_pattern, str) else [
       f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
   if not files:
-    raise ValueError(f"No transformed examples match {file_pattern}.")
+    raise errors.SuperresError(f"No transformed examples match {file_pattern}.")
   spec = tf_transform_output.transformed_feature_spec()
   dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
   # Transform writes one file per split: workers must shard by record, not by file.

@@ -1,7 +1,7 @@
 """Compiles the same DAG for Kubeflow Pipelines / Vertex AI Pipelines (PipelineJob JSON).
 
-  python -m kubeflow.kubeflow_v2_runner OUT.json [--profile default] [--scale 2] ...
-  (or `superres compile --kubeflow OUT.json`; see kubeflow/README.md)
+  superres compile --kubeflow OUT.json [--profile default] [--scale 2] ...
+  (or python -m kubeflow.kubeflow_v2_runner OUT.json [...]; see kubeflow/README.md)
 
 User code is referenced by dotted path (components.trainer.run_fn, ...) and installed
 in the container image, so compiling needs neither credentials nor a network.
@@ -10,9 +10,9 @@ data_root, profile, scale, train_steps and serving_dir are run parameters: the
 compiled values are their defaults, and a submission may set any of them. Every task
 starts through kubeflow/run_executor.py, which applies them (run_parameters.py).
 """
-import argparse
 import dataclasses
 import os
+import sys
 from typing import Dict, Optional
 
 from tfx import v1 as tfx
@@ -34,7 +34,8 @@ def parameter_defaults(profile: str = configs.DEFAULT_PROFILE,
                        serving_dir: str = configs.KUBEFLOW_SERVING_DIR) -> Dict:
   """The compiled default of each run parameter (train_steps: the profile's if None)."""
   if profile not in configs.PROFILES:
-    raise ValueError(f"profile must be one of {sorted(configs.PROFILES)}, not '{profile}'.")
+    raise run_parameters.RunParameterError(
+        f"profile must be one of {sorted(configs.PROFILES)}, not '{profile}'.")
   if train_steps is None:
     train_steps = configs.PROFILES[profile].train_steps
   return run_parameters.check({
@@ -77,20 +78,11 @@ def compile_pipeline(output_path: str, profile: str = configs.DEFAULT_PROFILE,
   return output_path
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("output")
-  parser.add_argument("--profile", default=configs.DEFAULT_PROFILE, choices=sorted(configs.PROFILES))
-  parser.add_argument("--scale", type=int, default=configs.DEFAULT_SCALE, choices=configs.SCALES)
-  parser.add_argument("--image", default=configs.KUBEFLOW_IMAGE)
-  parser.add_argument("--pipeline-root", default=configs.KUBEFLOW_PIPELINE_ROOT)
-  parser.add_argument("--data-root", default=configs.KUBEFLOW_DATA_ROOT)
-  parser.add_argument("--serving-dir", default=configs.KUBEFLOW_SERVING_DIR)
-  parser.add_argument("--train-steps", type=int, help="default: the profile's")
-  args = parser.parse_args(argv)
-  print(compile_pipeline(args.output, args.profile, args.scale, args.image, args.pipeline_root,
-                         args.data_root, args.serving_dir, args.train_steps))
+def main(argv=None) -> int:
+  """OUT.json [options]: `superres compile --kubeflow`, whose parser holds the options."""
+  from superres import cli  # pylint: disable=import-outside-toplevel
+  return cli.main(["compile", "--kubeflow", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -9,6 +9,7 @@ import json
 import posixpath
 from typing import Any, Dict, Mapping
 
+from components import errors
 from pipeline import configs
 from pipeline import pipeline as pipeline_lib
 
@@ -29,30 +30,36 @@ THRESHOLDS = ("min_gain_db", "max_regression_db")
 RUN_KNOBS = ("strategy", "tuner", "seed", "warm_start")
 
 
+class RunParameterError(errors.SuperresError):
+  """A run parameter's value the pipeline cannot take."""
+
+
 def check(values: Mapping[str, Any]) -> Dict[str, Any]:
-  """Values of run parameters, converted to their types; ValueError names a bad one."""
+  """Values of run parameters, converted to their types; RunParameterError names a bad one."""
   result = {}
   for name, value in values.items():
     if name not in TYPES:
-      raise ValueError(f"Unknown run parameter '{name}': the pipeline takes {sorted(TYPES)}.")
+      raise RunParameterError(
+          f"Unknown run parameter '{name}': the pipeline takes {sorted(TYPES)}.")
     try:
       result[name] = TYPES[name](value)
     except (TypeError, ValueError):
-      raise ValueError(f"Run parameter {name} must be {TYPES[name].__name__}, "
-                       f"not {value!r}.") from None
+      raise RunParameterError(f"Run parameter {name} must be {TYPES[name].__name__}, "
+                              f"not {value!r}.") from None
     if TYPES[name] is int and result[name] != float(value):
-      raise ValueError(f"Run parameter {name} must be a whole number, not {value!r}.")
+      raise RunParameterError(f"Run parameter {name} must be a whole number, not {value!r}.")
   if PROFILE in result and result[PROFILE] not in configs.PROFILES:
-    raise ValueError(f"Run parameter {PROFILE} must be one of {sorted(configs.PROFILES)}, "
-                     f"not '{result[PROFILE]}'.")
+    raise RunParameterError(f"Run parameter {PROFILE} must be one of "
+                            f"{sorted(configs.PROFILES)}, not '{result[PROFILE]}'.")
   if SCALE in result and result[SCALE] not in configs.SCALES:
-    raise ValueError(f"Run parameter {SCALE} must be one of {configs.SCALES}, "
-                     f"not {result[SCALE]}.")
+    raise RunParameterError(f"Run parameter {SCALE} must be one of {configs.SCALES}, "
+                            f"not {result[SCALE]}.")
   if TRAIN_STEPS in result and result[TRAIN_STEPS] < 0:
-    raise ValueError(f"Run parameter {TRAIN_STEPS} must be 0 or more, not {result[TRAIN_STEPS]}.")
+    raise RunParameterError(
+        f"Run parameter {TRAIN_STEPS} must be 0 or more, not {result[TRAIN_STEPS]}.")
   for name in (DATA_ROOT, SERVING_DIR):
     if name in result and not result[name].strip():
-      raise ValueError(f"Run parameter {name} must not be empty.")
+      raise RunParameterError(f"Run parameter {name} must not be empty.")
   return result
 
 

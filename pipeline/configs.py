@@ -103,7 +103,8 @@ PROFILES = {
         learning_rates=(1e-3,), dropouts=(0.0,), min_gain_db=-100.0, name_suffix="-smoke"),
     # About 10-15 minutes on 2 CPU cores, tuning included.
     "default": Profile(
-        name="default", hr_size=240, tiles_per_side=3, patch_size=48, batch_size=32, train_steps=10000,
+        name="default", hr_size=240, tiles_per_side=3, patch_size=48, batch_size=32,
+        train_steps=10000,
         tuner_trials=4, tuner_steps=150, steps_per_epoch=1000,
         # resize_conv convolves at high resolution (~3x slower per step here): it is
         # searched by the quality profile, whose budget has room for it.
@@ -114,7 +115,8 @@ PROFILES = {
     # searched: short tuner trials rank the small nets, which learn fast, above EDSR,
     # which ends better (+0.19 dB on the hold-out photos after 10000 steps).
     "quality": Profile(
-        name="quality", hr_size=240, tiles_per_side=3, patch_size=60, batch_size=16, train_steps=14000,
+        name="quality", hr_size=240, tiles_per_side=3, patch_size=60, batch_size=16,
+        train_steps=14000,
         tuner_trials=2, tuner_steps=300, steps_per_epoch=1000,
         patience=5, architectures=("edsr",), widths=(64,), depths=(4,),
         learning_rates=(1e-3, 5e-4), dropouts=(0.0,), min_gain_db=1.0, self_ensemble=True),

@@ -15,29 +15,22 @@ from typing import Dict, Iterable, List, Optional
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-# The store `superres run` writes: <pipeline root>/metadata.sqlite
-# (pipeline.pipeline.metadata_config).
-METADATA_FILE = "metadata.sqlite"
-# TFX's context types (also in pipeline.run_summary, which loads TensorFlow).
-RUN_CONTEXT_TYPE = "pipeline_run"
-NODE_CONTEXT_TYPE = "node"
-PIPELINE_CONTEXT_TYPE = "pipeline"  # named after the model (configs.model_name_for)
+from components import errors
+from components import names
+
 # The Evaluator's input holding the previous blessed model: the lineage of a model
 # does not continue into the models it was compared with.
 BASELINE_INPUT_KEY = "baseline_model"
 # Outputs shown next to the artifacts they sit beside, not only ancestors.
 SIBLING_TYPES = ("ModelEvaluation",)
 FOLDER_TYPE = "(image folder)"
-# components.example_validation.component.ANOMALIES_FOUND, repeated so that this
-# module (and `superres runs`) loads without TFX.
-ANOMALIES_FOUND = "anomalies_found"
 
 _INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 _DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
 
 
-class LineageError(ValueError):
+class LineageError(errors.SuperresError):
   """No such pushed version, or no metadata: the message says what to do."""
 
 
@@ -69,7 +62,7 @@ class LineageEntry:
 
 
 def metadata_path(pipeline_root: str) -> str:
-  return os.path.join(pipeline_root, METADATA_FILE)
+  return os.path.join(pipeline_root, names.METADATA_FILE)
 
 
 def read_only_config(pipeline_root: str) -> metadata_store_pb2.ConnectionConfig:
@@ -109,13 +102,14 @@ class _Store:
 
   def contexts(self, execution_id: int):
     """(node, run, pipeline) names of an execution."""
-    names = {NODE_CONTEXT_TYPE: "?", RUN_CONTEXT_TYPE: "?", PIPELINE_CONTEXT_TYPE: None}
+    found = {names.NODE_CONTEXT_TYPE: "?", names.RUN_CONTEXT_TYPE: "?",
+             names.PIPELINE_CONTEXT_TYPE: None}
     for context in self.store.get_contexts_by_execution(execution_id):
       type_name = self.store.get_context_types_by_id([context.type_id])[0].name
-      if type_name in names:
-        names[type_name] = context.name
-    node = names[NODE_CONTEXT_TYPE].split(".")[-1]
-    return node, names[RUN_CONTEXT_TYPE], names[PIPELINE_CONTEXT_TYPE]
+      if type_name in found:
+        found[type_name] = context.name
+    node = found[names.NODE_CONTEXT_TYPE].split(".")[-1]
+    return node, found[names.RUN_CONTEXT_TYPE], found[names.PIPELINE_CONTEXT_TYPE]
 
   def events_of_executions(self, ids: Iterable[int]):
     ids = list(ids)
@@ -157,7 +151,7 @@ def list_runs(connection_config: metadata_store_pb2.ConnectionConfig,
   """Every recorded pipeline run (of `model` only, if given), oldest first."""
   db = _Store(connection_config)
   rows = []
-  runs = sorted(db.store.get_contexts_by_type(RUN_CONTEXT_TYPE),
+  runs = sorted(db.store.get_contexts_by_type(names.RUN_CONTEXT_TYPE),
                 key=lambda c: (c.create_time_since_epoch, c.id))
   for run in runs:
     row = RunRow(run_id=run.name, started=_started(run), status="complete")
@@ -182,7 +176,7 @@ def _fill_row(row: RunRow, db: _Store, execution) -> None:
     return
   for artifact in db.outputs(execution.id).values():
     type_name = db.artifact_type(artifact)
-    if type_name == "ExampleAnomalies" and _property(artifact, ANOMALIES_FOUND):
+    if type_name == "ExampleAnomalies" and _property(artifact, names.ANOMALIES_FOUND):
       row.status = "data anomalies"
     elif type_name == "ModelEvaluation":
       row.psnr_model = _property(artifact, "psnr_model")
@@ -306,7 +300,7 @@ def _details(db: _Store, artifact, execution) -> str:
     config = json.loads(_property(execution, "custom_config") or "{}")
     return ", ".join(f"{k} {v}" for k, v in sorted(config.items()))
   if type_name == "ExampleAnomalies":
-    return "anomalies found" if p(ANOMALIES_FOUND) else "no anomalies"
+    return "anomalies found" if p(names.ANOMALIES_FOUND) else "no anomalies"
   if type_name == "Schema" and execution is not None and _property(execution, "schema_file"):
     return f"from {_property(execution, 'schema_file')}"
   if type_name == "Examples" and p("ingested") is not None:
@@ -315,7 +309,7 @@ def _details(db: _Store, artifact, execution) -> str:
   return f"splits {', '.join(json.loads(splits))}" if splits else ""
 
 
-def _read_json(path: str):
+def read_json(path: str):
   """None when absent. Local files without TensorFlow (a slow import); URLs with it."""
   if "://" not in path:
     if not os.path.isfile(path):
@@ -334,7 +328,7 @@ def _training_summary(db: _Store, trainer_execution) -> str:
   for artifact in db.outputs(trainer_execution.id).values():
     if db.artifact_type(artifact) != "ModelRun":
       continue
-    summary = _read_json(os.path.join(artifact.uri, "training.json"))
+    summary = read_json(os.path.join(artifact.uri, names.TRAINING_SUMMARY_FILE))
     if summary is None:
       continue
     hp = summary.get("hyperparameters", {})

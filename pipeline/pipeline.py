@@ -9,8 +9,11 @@ from typing import Dict, List, Mapping, Optional
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
+from components import names
+from components import preprocessing
+from components import tuner as tuner_module
 from components.evaluator.component import SuperResolutionEvaluator
-from components.example_validation.component import ANOMALIES_FOUND, ExampleValidator
+from components.example_validation.component import ExampleValidator
 from components.image_example_gen.component import ImageExampleGen
 from components.infra_validator.component import InfraValidator
 from components.pusher.component import Pusher
@@ -20,10 +23,8 @@ from pipeline import configs
 # What Transform and the Tuner read of custom_config. Each gets only its keys, so a
 # knob it does not read (train_steps, self_ensemble, warm_start, ...) leaves its
 # execution properties, and so its cache, unchanged.
-TRANSFORM_KEYS = ("hr_size", "tiles_per_side", "scale")
-TUNER_KEYS = ("scale", "loss", "tuner", "seed", "tuner_trials", "tuner_steps",
-              "steps_per_epoch", "patience", "batch_size", "patch_size", "eval_batch_size",
-              "learning_rates", "architectures", "widths", "depths", "dropouts")
+TRANSFORM_KEYS = preprocessing.CONFIG_KEYS
+TUNER_KEYS = tuner_module.CONFIG_KEYS
 
 
 def create_pipeline(
@@ -52,7 +53,7 @@ def create_pipeline(
 
   anomalies = example_validator.outputs["anomalies"].future()[0]
   # Data with anomalies never reaches training.
-  with tfx.dsl.Cond(anomalies.custom_property(ANOMALIES_FOUND) == 0):
+  with tfx.dsl.Cond(anomalies.custom_property(names.ANOMALIES_FOUND) == 0):
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
@@ -167,4 +168,4 @@ def custom_config_for(profile: configs.Profile, scale: int, strategy: str = "mir
 
 def metadata_config(pipeline_root: str) -> metadata_store_pb2.ConnectionConfig:
   return tfx.orchestration.metadata.sqlite_metadata_connection_config(
-      os.path.join(pipeline_root, "metadata.sqlite"))
+      os.path.join(pipeline_root, names.METADATA_FILE))

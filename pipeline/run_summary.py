@@ -1,7 +1,6 @@
 """What a finished run produced, read back from ML Metadata: per-component outcome,
 quarantined files, data anomalies, scores, blessing and the pushed model."""
 import dataclasses
-import json
 import os
 from typing import Dict, List, Optional
 
@@ -9,10 +8,10 @@ import tensorflow as tf
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components import errors
+from components import names
 from components.image_example_gen.executor import QUARANTINE_FILE
-
-RUN_CONTEXT_TYPE = "pipeline_run"
-NODE_CONTEXT_TYPE = "node"
+from pipeline.lineage import read_json
 
 
 @dataclasses.dataclass
@@ -49,14 +48,9 @@ _STATES = {
 
 def _node_id(store, execution) -> str:
   for context in store.get_contexts_by_execution(execution.id):
-    if store.get_context_types_by_id([context.type_id])[0].name == NODE_CONTEXT_TYPE:
+    if store.get_context_types_by_id([context.type_id])[0].name == names.NODE_CONTEXT_TYPE:
       return context.name.split(".")[-1]
   return str(execution.id)
-
-
-def _read_json(path: str):
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
 
 
 def _anomaly_lines(anomalies_uri: str) -> List[str]:
@@ -77,9 +71,9 @@ def _anomaly_lines(anomalies_uri: str) -> List[str]:
 def latest_run(connection_config: metadata_store_pb2.ConnectionConfig,
                run_id: Optional[str] = None) -> RunSummary:
   store = metadata_store.MetadataStore(connection_config)
-  runs = store.get_contexts_by_type(RUN_CONTEXT_TYPE)
+  runs = store.get_contexts_by_type(names.RUN_CONTEXT_TYPE)
   if not runs:
-    raise ValueError("No pipeline run is recorded in ML Metadata yet.")
+    raise errors.SuperresError("No pipeline run is recorded in ML Metadata yet.")
   run = next((c for c in runs if c.name == run_id), None) if run_id else max(
       runs, key=lambda c: (c.create_time_since_epoch, c.id))
   summary = RunSummary(run_id=run.name, outcomes={})
@@ -99,15 +93,13 @@ def latest_run(connection_config: metadata_store_pb2.ConnectionConfig,
 def _collect(summary: RunSummary, type_name: str, artifact) -> None:
   props = artifact.custom_properties
   if type_name == "Examples" and tf.io.gfile.exists(os.path.join(artifact.uri, QUARANTINE_FILE)):
-    report = _read_json(os.path.join(artifact.uri, QUARANTINE_FILE))
+    report = read_json(os.path.join(artifact.uri, QUARANTINE_FILE))
     summary.quarantined = report.get("quarantined", [])
     summary.ingested = report.get("ingested")
   elif type_name == "ExampleAnomalies":
     summary.anomalies = _anomaly_lines(artifact.uri)
   elif type_name == "ModelEvaluation":
-    path = os.path.join(artifact.uri, "metrics.json")
-    if tf.io.gfile.exists(path):
-      summary.metrics = _read_json(path)
+    summary.metrics = read_json(os.path.join(artifact.uri, names.METRICS_FILE))
   elif type_name == "ModelBlessing" and "blessed" in props:
     summary.blessed = props["blessed"].int_value == 1
   elif type_name == "InfraBlessing" and "blessed" in props:

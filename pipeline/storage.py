@@ -9,6 +9,8 @@ import os
 import shutil
 import tempfile
 
+from components import errors
+
 # Free space below which a run is not started. The default profile on the bundled
 # photos writes ~40 MB to the pipeline root (transformed float tiles take ~8x the
 # JPEG/PNG size of the data) and ~1 MB per pushed version.
@@ -26,7 +28,7 @@ STORAGE_MESSAGES = {"No space left on device": "no space left",
                     "Read-only file system": "read-only file system"}
 
 
-class StorageError(ValueError):
+class StorageError(errors.SuperresError):
   """A folder of the run cannot be written; the message names it and what to do."""
 
 

@@ -19,10 +19,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 import requests
 
+from components import errors
+from components import names
 from pipeline import configs
 from superres import tiling
 
-SERVING_SIGNATURE = "serving_default"  # components/export.py; not imported to keep Keras out
 INPUT_KEY = "images"
 OUTPUT_KEY = "images"
 DEFAULT_TIMEOUT_SECONDS = 120.0
@@ -30,7 +31,7 @@ MAX_GRPC_MESSAGE_BYTES = 256 * 1024 * 1024
 SIXTEEN_TO_EIGHT_BITS = 257.0  # 65535 / 255
 
 
-class ServingError(ValueError):
+class ServingError(errors.SuperresError):
   """The server refused a request or could not be reached; `status` is the HTTP or gRPC code."""
 
   def __init__(self, message: str, status=None):
@@ -103,7 +104,7 @@ class GrpcClient:
     from tensorflow_serving.apis import predict_pb2
     request = predict_pb2.PredictRequest()
     request.model_spec.name = self._name
-    request.model_spec.signature_name = SERVING_SIGNATURE
+    request.model_spec.signature_name = names.SERVING_SIGNATURE
     if self._version is not None:
       request.model_spec.version.value = self._version
     request.inputs[INPUT_KEY].CopyFrom(tensor_pb2.TensorProto(

@@ -18,7 +18,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from components import export
+from components import names
 from serving import admission as admission_control
 from serving import messages
 from serving import predict
@@ -68,11 +68,11 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
 
   def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
     served = self._served(request.model_spec, context)
-    signature = request.model_spec.signature_name or export.SERVING_SIGNATURE
+    signature = request.model_spec.signature_name or names.SERVING_SIGNATURE
     response = predict_pb2.PredictResponse(
         model_spec=messages.model_spec(request.model_spec.name, served.version, signature))
     try:
-      if signature == export.SERVING_SIGNATURE:
+      if signature == names.SERVING_SIGNATURE:
         input_key, output_key = protocol.INPUT_KEY, protocol.OUTPUT_KEY
         images = list(self._input(request, input_key, tf.string, 1))
 
@@ -83,7 +83,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
           tensor.tensor_shape.dim.add(size=len(images))
           for png in predict.png_streams(served, images, self.max_pixels, input_key):
             tensor.string_val.append(b"".join(png))
-      elif signature == export.FLOAT_SIGNATURE:
+      elif signature == names.FLOAT_SIGNATURE:
         input_key, output_key = protocol.FLOAT_INPUT_KEY, protocol.FLOAT_OUTPUT_KEY
         lr = self._input(request, input_key, tf.float32, 4)
         _check_float_answer_fits(lr.shape, served.upscaler.scale, output_key)
@@ -94,7 +94,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
       else:
         raise protocol.BadRequest(
             f"Serving signature name: \"{signature}\" not found in signature def; this model "
-            f"serves \"{export.SERVING_SIGNATURE}\" and \"{export.FLOAT_SIGNATURE}\"")
+            f"serves \"{names.SERVING_SIGNATURE}\" and \"{names.FLOAT_SIGNATURE}\"")
       unknown = set(request.output_filter) - {output_key}
       if unknown:
         raise protocol.BadRequest(f"output_filter names {sorted(unknown)}; signature "
@@ -172,7 +172,7 @@ def _check_float_answer_fits(shape, scale: int, output_key: str) -> None:
     raise protocol.BadRequest(
         f"output '{output_key}' would be {count}x{height * scale}x{width * scale}x{channels} "
         f"floats ({answer_bytes} bytes), over the {MAX_MESSAGE_BYTES}-byte gRPC message limit; "
-        f"send encoded images to '{export.SERVING_SIGNATURE}' (PNG answers are ~10x smaller) "
+        f"send encoded images to '{names.SERVING_SIGNATURE}' (PNG answers are ~10x smaller) "
         f"or smaller tiles")
 
 

@@ -7,6 +7,7 @@ import argparse
 import os
 from typing import List
 
+from components import errors
 from pipeline import configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,7 +41,7 @@ DEFAULT_MAX_QUEUED = 8
 DEFAULT_QUEUE_TIMEOUT_SECONDS = 1.0
 
 
-class ServingEnvironmentMissing(ValueError):
+class ServingEnvironmentMissing(errors.SuperresError):
   """The serving environment is not installed."""
 
 

@@ -16,11 +16,13 @@ from typing import FrozenSet, Iterable, List, Set
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from components import errors
+
 LATEST, ALL, SPECIFIC = "latest", "all", "specific"
 PLATFORM = "tensorflow"
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.SuperresError):
   """The configuration cannot be served; the message says why and where."""
 
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, List, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
-from components import export
+from components import names
 
 INPUT_KEY = "images"  # the serving signature's input and output names (components/export.py)
 OUTPUT_KEY = "images"
@@ -55,11 +55,11 @@ def parse_predict_request(body: Any, max_batch_size: int) -> Tuple[List[bytes], 
   body = parse_json(body)
   if not isinstance(body, dict):
     raise BadRequest(f"the request must be a JSON object like {EXAMPLE}")
-  signature = body.get("signature_name", export.SERVING_SIGNATURE)
-  if signature != export.SERVING_SIGNATURE:
+  signature = body.get("signature_name", names.SERVING_SIGNATURE)
+  if signature != names.SERVING_SIGNATURE:
     raise BadRequest(f"signature '{signature}' is not served over REST; omit signature_name "
-                     f"or use '{export.SERVING_SIGNATURE}' (gRPC also serves "
-                     f"'{export.FLOAT_SIGNATURE}')")
+                     f"or use '{names.SERVING_SIGNATURE}' (gRPC also serves "
+                     f"'{names.FLOAT_SIGNATURE}')")
   if ("instances" in body) == ("inputs" in body):
     raise BadRequest(
         f"the request needs exactly one of \"instances\" or \"inputs\", like {EXAMPLE}")

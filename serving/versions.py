@@ -24,6 +24,7 @@ import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
+from components import names
 from pipeline import configs
 from serving import launcher
 from serving.model_config import DEFAULT_POLICY, VersionPolicy
@@ -76,7 +77,7 @@ class ServedVersion:
     self.upscaler = inference.Upscaler(path)  # raises ModelNotFoundError when unusable
     self.tile_size = self.upscaler.tile_size_for(max_request_memory)
     saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, inference.SAVED_MODEL_FILE), "rb") as f:
+    with open(os.path.join(path, names.SAVED_MODEL_FILE), "rb") as f:
       saved_model.ParseFromString(f.read())
     self.signature_defs: Dict[str, meta_graph_pb2.SignatureDef] = dict(
         saved_model.meta_graphs[0].signature_def)
@@ -88,7 +89,7 @@ class ServedVersion:
 
 
 def _stamp(path: str) -> Tuple[int, int]:
-  stat = os.stat(os.path.join(path, inference.SAVED_MODEL_FILE))
+  stat = os.stat(os.path.join(path, names.SAVED_MODEL_FILE))
   return stat.st_mtime_ns, stat.st_size
 
 
@@ -121,7 +122,7 @@ class VersionManager:
     if not loaded:
       raise NoVersionAvailable(self._unloaded or (
           f"no version of model {self.name} is loaded yet: waiting for a numbered version "
-          f"folder with {inference.SAVED_MODEL_FILE} under {self.base_dir}"
+          f"folder with {names.SAVED_MODEL_FILE} under {self.base_dir}"
           + ("" if self.policy == DEFAULT_POLICY else f" (version policy: {self.policy})")))
     if version is None:
       return loaded[max(loaded)]
@@ -144,7 +145,7 @@ class VersionManager:
     """Looks at the base directory once: loads the versions the policy names that are not
     loaded yet, then unloads those it no longer names or whose folders are gone."""
     try:
-      on_disk = inference.complete_versions(self.base_dir)
+      on_disk = names.complete_versions(self.base_dir)
     except FileNotFoundError:
       on_disk = {}  # the base directory itself was removed
     except OSError as error:  # e.g. a network file system hiccup: keep what is served

@@ -15,14 +15,15 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 # Before TensorFlow loads: keep its C++ start-up chatter (CUDA plug-in registration
 # on CPU machines) out of the terminal; Python errors are unaffected.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# gRPC's C core notes forks and thread use on stderr (the InfraValidator's clients).
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
+from components import errors  # pylint: disable=wrong-import-position
 from pipeline import configs  # pylint: disable=wrong-import-position
 from serving import launcher  # pylint: disable=wrong-import-position  (imports no TensorFlow)
 
 USAGE_ERROR = 2
 FAILURE = 1
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OWN_PACKAGES = ("components", "pipeline", "superres", "serving")
 
 
 class UsageError(Exception):
@@ -229,17 +230,17 @@ def _upscale(args) -> int:
 def _check_input_image(path: str) -> None:
   """Reads and decodes the input as inference will, but before TensorFlow loads:
   a file that is not a usable image stops the command at once, in one line."""
-  from components import image_files  # pylint: disable=import-outside-toplevel
+  from components import image_decoding  # pylint: disable=import-outside-toplevel
   try:
-    image_files.load_image(image_files.read_file(path)).close()
-  except image_files.UnusableImageError as error:
-    raise UsageError(f"input image {image_files.display_path(path)}: {error}") from None
+    image_decoding.load_image(image_decoding.read_file(path)).close()
+  except image_decoding.UnusableImageError as error:
+    raise UsageError(f"input image {image_decoding.display_path(path)}: {error}") from None
 
 
 def _shown(path: str) -> str:
   """A path printable on any terminal (names need not be UTF-8)."""
-  from components import image_files  # pylint: disable=import-outside-toplevel
-  return image_files.display_path(path)
+  from components import file_paths  # pylint: disable=import-outside-toplevel
+  return file_paths.display_path(path)
 
 
 def _upscale_remotely(args) -> int:
@@ -255,7 +256,7 @@ def _upscale_remotely(args) -> int:
 
 
 def _serve(args) -> int:
-  command = launcher.serving_command(args)  # ServingEnvironmentMissing is a ValueError
+  command = launcher.serving_command(args)  # ServingEnvironmentMissing is a SuperresError
   os.execv(command[0], command)
 
 
@@ -272,23 +273,12 @@ def _evaluate(args) -> int:
   return 0
 
 
-def _raised_by_own_code(error: BaseException) -> bool:
-  """True when the innermost frame of the traceback is in this project's packages."""
-  frame = error.__traceback__
-  while frame is not None and frame.tb_next is not None:
-    frame = frame.tb_next
-  if frame is None:
-    return False
-  path = os.path.abspath(frame.tb_frame.f_code.co_filename)
-  return any(path.startswith(os.path.join(PROJECT_ROOT, package) + os.sep)
-             for package in OWN_PACKAGES)
-
-
 def _report(args) -> int:
   from superres import visual_report  # pylint: disable=import-outside-toplevel
   _check_path_exists(args.model, "model")
   _check_path_exists(args.data, "data folder")
-  print(f"Report: {visual_report.write_report(args.out, args.model, [args.data], scale=args.scale)}")
+  path = visual_report.write_report(args.out, args.model, [args.data], scale=args.scale)
+  print(f"Report: {path}")
   return 0
 
 
@@ -363,11 +353,9 @@ def main(argv=None) -> int:
   except UsageError as error:
     print(f"superres: error: {error}", file=sys.stderr)
     return USAGE_ERROR
-  except ValueError as error:
-    # Our modules raise ValueError subclasses with a message meant for the user
-    # (naming the file and what to do); anything else is a bug and keeps its traceback.
-    if not _raised_by_own_code(error):
-      raise
+  except errors.SuperresError as error:
+    # A message meant for the user (naming the file and what to do); any other
+    # exception is a bug and keeps its traceback.
     print(f"superres: error: {error}", file=sys.stderr)
     return FAILURE
   except OSError as error:

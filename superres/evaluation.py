@@ -11,13 +11,14 @@ from typing import Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from components import image_files
+from components import errors
+from components import image_listing
 from components import image_ops
 from components import metrics
 from superres import inference
 
 
-class EvaluationDataError(ValueError):
+class EvaluationDataError(errors.SuperresError):
   """A data folder none of whose images can be evaluated."""
 
 
@@ -45,18 +46,18 @@ def evaluate_folder(model_path: Union[str, inference.Upscaler], data_dir: str,
 
   Returns {"psnr_model", "psnr_bicubic", "ssim_model", "ssim_bicubic", "gain_db",
   "images", "scale", "model", "per_image": [...], "skipped": [{"file", "reason"}]}.
-  Files are those the pipeline would ingest (image_files.list_image_files), named
+  Files are those the pipeline would ingest (image_listing.list_image_files), named
   relative to data_dir. Unreadable or too small images are skipped.
 
   Raises:
-    image_files.NoImagesError: data_dir is missing or holds no image files.
+    image_listing.NoImagesError: data_dir is missing or holds no image files.
     EvaluationDataError: none of the image files could be evaluated.
   """
   data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
   upscaler = (model_path if isinstance(model_path, inference.Upscaler)
               else inference.load_model(model_path))
   inference.check_scale(upscaler, scale)
-  files = image_files.list_image_files(data_dir)
+  files = image_listing.list_image_files(data_dir)
 
   min_side = min_image_side(upscaler.scale)
   per_image, skipped = [], []

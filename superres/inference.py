@@ -8,21 +8,20 @@ bytes) and `upscale` (float RGB [N, H, W, 3] in [0, 1] -> [N, sH, sW, 3]) and a
 """
 import functools
 import os
-from typing import Dict, Iterator, Optional, Tuple, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from components import export
+from components import errors
 from components import footprint
-from components import image_files
+from components import image_decoding
 from components import image_ops
+from components import names
 from pipeline import configs
 from superres import png_stream
 from superres import tiling
-
-SAVED_MODEL_FILE = "saved_model.pb"
 
 # Large images are upscaled in overlapping tiles (see superres.tiling).
 TILE_SIZE = tiling.TILE_SIZE
@@ -37,35 +36,16 @@ SIXTEEN_BIT_MAX = 65535.0
 
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(errors.SuperresError):
   """No complete SavedModel where a model was expected."""
 
 
-class ImageReadError(ValueError):
+class ImageReadError(errors.SuperresError):
   """A file that cannot be read as an image."""
 
 
 def _is_saved_model(path: str) -> bool:
-  return os.path.isfile(os.path.join(path, SAVED_MODEL_FILE))
-
-
-def complete_versions(base_dir: str) -> Dict[int, str]:
-  """Version number -> directory of every numbered subdirectory holding a SavedModel.
-
-  Versions still being written (no saved_model.pb yet, or a hidden staging name) are skipped.
-  """
-  versions = {}
-  for name in os.listdir(base_dir):
-    path = os.path.join(base_dir, name)
-    if name.isdigit() and os.path.isdir(path) and _is_saved_model(path):
-      versions[int(name)] = path
-  return versions
-
-
-def _newest_version(base_dir: str) -> Optional[str]:
-  """Newest numbered subdirectory holding a SavedModel; versions still being written are skipped."""
-  versions = complete_versions(base_dir)
-  return versions[max(versions)] if versions else None
+  return os.path.isfile(os.path.join(path, names.SAVED_MODEL_FILE))
 
 
 def resolve_model_dir(path: str, scale: Optional[int] = None) -> str:
@@ -84,20 +64,20 @@ def resolve_model_dir(path: str, scale: Optional[int] = None) -> str:
   if not os.path.isdir(path):
     raise ModelNotFoundError(
         f"{path} is a file; a model is a directory. Pass the serving directory or a "
-        f"version directory containing {SAVED_MODEL_FILE}.")
+        f"version directory containing {names.SAVED_MODEL_FILE}.")
   if _is_saved_model(path):
     return path
   nested = os.path.join(path, configs.model_name_for(scale or configs.DEFAULT_SCALE))
   for base_dir in (path, nested):
     if os.path.isdir(base_dir):
-      newest = _newest_version(base_dir)
+      newest = names.newest_version(base_dir)
       if newest:
         return newest
   models = sorted(name for name in os.listdir(path)
-                  if not name.startswith(".") and _newest_version(os.path.join(path, name)))
+                  if not name.startswith(".") and names.newest_version(os.path.join(path, name)))
   found = f" It holds the models {', '.join(models)}." if models else ""
   raise ModelNotFoundError(
-      f"No model in {path}: it holds neither {SAVED_MODEL_FILE} nor a numbered "
+      f"No model in {path}: it holds neither {names.SAVED_MODEL_FILE} nor a numbered "
       f"version directory containing one (also looked in {nested}).{found} Train and push "
       f"a model with `superres run --scale {scale or configs.DEFAULT_SCALE}`, or pass the "
       f"directory a model was pushed to.")
@@ -126,7 +106,7 @@ class Upscaler:
       self._loaded = tf.saved_model.load(version_dir)
     except (OSError, ValueError, tf.errors.OpError) as error:
       raise ModelNotFoundError(f"cannot load the SavedModel in {version_dir}: {error}") from error
-    missing = [f"signature '{name}'" for name in (export.FLOAT_SIGNATURE, export.SERVING_SIGNATURE)
+    missing = [f"signature '{name}'" for name in (names.FLOAT_SIGNATURE, names.SERVING_SIGNATURE)
                if name not in self._loaded.signatures]
     if not hasattr(self._loaded, "scale"):
       missing.append("variable 'scale'")
@@ -134,8 +114,8 @@ class Upscaler:
       raise ModelNotFoundError(
           f"{version_dir} is not a super-resolution model: it lacks {', '.join(missing)}. "
           f"Pass a model exported by the pipeline's Trainer.")
-    self._upscale_fn = self._loaded.signatures[export.FLOAT_SIGNATURE]
-    self._serving_fn = self._loaded.signatures[export.SERVING_SIGNATURE]
+    self._upscale_fn = self._loaded.signatures[names.FLOAT_SIGNATURE]
+    self._serving_fn = self._loaded.signatures[names.SERVING_SIGNATURE]
     self.scale = int(self._loaded.scale.numpy())
     exported = bool(getattr(self._loaded, "self_ensemble", False))  # older models lack it
     self._add_ensemble = add_self_ensemble and not exported
@@ -160,7 +140,7 @@ class Upscaler:
                                           self.receptive_radius)
 
   def _network(self, lr: tf.Tensor) -> tf.Tensor:
-    return _single_output(self._upscale_fn(lr=lr), "sr", export.FLOAT_SIGNATURE)
+    return _single_output(self._upscale_fn(lr=lr), "sr", names.FLOAT_SIGNATURE)
 
   def _upscale_batch(self, lr: tf.Tensor) -> np.ndarray:
     sr = image_ops.self_ensemble(self._network, lr) if self._add_ensemble else self._network(lr)
@@ -239,7 +219,7 @@ class Upscaler:
       lr = image_ops.decode_rgb(tf.constant(encoded, dtype=tf.string))
       return tf.io.encode_png(image_ops.to_uint8(self.upscale(lr))).numpy()
     outputs = self._serving_fn(images=tf.constant([encoded], dtype=tf.string))
-    return _single_output(outputs, "images", export.SERVING_SIGNATURE)[0].numpy()
+    return _single_output(outputs, "images", names.SERVING_SIGNATURE)[0].numpy()
 
 
 def decode_image(encoded: bytes) -> np.ndarray:
@@ -277,21 +257,21 @@ def read_image(path: str) -> np.ndarray:
   """An image file as float32 RGB [H, W, 3] in [0, 1], upright per its EXIF orientation.
 
   Multi-frame files (GIF, TIFF) give their first frame. The file is read and
-  checked as the pipeline's ExampleGen does (components.image_files: no
+  checked as the pipeline's ExampleGen does (components.image_decoding: no
   decompression bombs, links that loop, ...), at any size from 1 x 1.
 
   Raises:
     ImageReadError: naming the file and what is wrong with it.
   """
   try:
-    image = image_files.load_image(image_files.read_file(path))
-  except image_files.UnusableImageError as error:
-    raise ImageReadError(f"{image_files.display_path(path)}: {error}") from None
+    image = image_decoding.load_image(image_decoding.read_file(path))
+  except image_decoding.UnusableImageError as error:
+    raise ImageReadError(f"{image_decoding.display_path(path)}: {error}") from None
   try:
     array = _to_rgb_array(image)
   except ValueError as error:
     raise ImageReadError(
-        f"{image_files.display_path(path)}: pixel mode {image.mode} cannot be converted to "
+        f"{image_decoding.display_path(path)}: pixel mode {image.mode} cannot be converted to "
         f"RGB ({error}); save the image as 8-bit RGB") from None
   finally:
     image.close()
@@ -303,7 +283,7 @@ def write_image(path: str, image) -> None:
   path = os.fspath(path)
   extension = os.path.splitext(path)[1].lower()
   if extension not in OUTPUT_FORMATS:
-    raise ValueError(
+    raise errors.SuperresError(
         f"{path}: cannot tell the output format from '{extension or 'no extension'}'; "
         f"use one of {', '.join(sorted(OUTPUT_FORMATS))}")
   _save(path, image, OUTPUT_FORMATS[extension])
@@ -331,7 +311,7 @@ def _save(path: str, image, image_format: str) -> None:
 def check_scale(upscaler: Upscaler, scale: Optional[int]) -> None:
   """Rejects a requested scale the model was not trained for."""
   if scale is not None and int(scale) != upscaler.scale:
-    raise ValueError(
+    raise errors.SuperresError(
         f"the model in {upscaler.version_dir} upscales by {upscaler.scale}, not {scale}. "
         f"Omit the scale or use a model trained for x{scale}.")
 

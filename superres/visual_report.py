@@ -6,7 +6,7 @@ training (components.image_ops.degrade):
   by pixel repetition, bicubic, the model and the original, each with its PSNR;
 - per-image PSNR/SSIM of the model and of bicubic, as superres.evaluation scores them
   (Y channel, BT.601, `scale` border pixels cropped), and their means;
-- a checkerboard-artifact score (see `checkerboard_score`) of the model's outputs;
+- a checkerboard-artifact score (superres.checkerboard) of the model's outputs;
 - the Tuner's trials, if given, with the best one highlighted.
 
 Everything the page shows is also written to `report.json` beside it. Figures are
@@ -24,9 +24,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 import tensorflow as tf
 
-from components import image_files
+from components import image_listing
 from components import image_ops
 from components import metrics
+from superres import checkerboard
 from superres import evaluation
 from superres import inference
 
@@ -51,109 +52,11 @@ CHART_SLOT_MAX = 80
 CHART_SLOT_MIN = 24
 CHART_WIDTH_TARGET = 720
 
-# checkerboard_score: neighbours of a periodic frequency are the bins at Chebyshev
-# distance RING_INNER..RING_OUTER from it; RING_INNER = 2 stays clear of the Hann
-# window's main lobe (one bin on each side).
-RING_INNER = 2
-RING_OUTER = 4
-
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
 GAIN_UP = (46, 125, 50)
 GAIN_DOWN = (198, 40, 40)
 AXIS = (120, 120, 120)
-
-
-def checkerboard_score(sr_y, scale: int) -> float:
-  """How much an image's spectrum peaks at the upsampling period, in dB.
-
-  An upsampler whose output pixels are made differently depending on their
-  position within each `scale` x `scale` block (uneven overlap of a transposed
-  convolution, untied sub-pixel filters) adds a pattern that repeats every `scale`
-  pixels. Such a pattern puts its energy at the frequencies (k H/scale, l W/scale),
-  0 <= k, l < scale, not both 0, of the image's 2-D Fourier transform, while a
-  natural image's spectrum is smooth there. The score compares the power at these
-  bins with the mean power of the bins around each of them (a ring RING_INNER to
-  RING_OUTER bins away):
-
-      10 log10(sum of peak powers / sum of the peaks' neighbourhood mean powers).
-
-  The image is cropped to a multiple of `scale` (so the periodic frequencies fall
-  exactly on bins), its mean removed and a periodic Hann window applied (so the
-  image borders do not smear energy over the spectrum).
-
-  About 0 dB or below: no periodic structure (a camera photo is near 0; unclipped
-  bicubic upscaling far below, as its kernel vanishes at exactly these
-  frequencies). Clearly positive (10 dB and more): a period-`scale` pattern is
-  there. The score says how much the pattern stands out of the spectrum, not how
-  strong it is: a pattern of a tenth of a grey level can score 20 dB on a smooth
-  photo; `periodic_pattern_rms` gives its size. Clipping to [0, 1] where an
-  upscaler overshoots next to saturated areas adds a few dB to any upscaler,
-  bicubic included, so judge a model against bicubic clipped the same way, as the
-  report and the benchmark show it. JPEG's 8x8 blocks also raise the score at
-  scales 2 and 4, which the original's score reveals.
-
-  Args:
-    sr_y: luma [H, W] of an upscaled image (any range, e.g. 0..255).
-    scale: the upscaling factor (the period looked for), >= 2.
-  """
-  peak_power, neighbour_power, window_sum = _periodic_powers(sr_y, scale)
-  # A flat image has no power anywhere: call that 0 dB rather than divide 0 by 0.
-  epsilon = 1e-24 * window_sum ** 2
-  return float(10.0 * np.log10((peak_power + epsilon) / (neighbour_power + epsilon)))
-
-
-def periodic_pattern_rms(sr_y, scale: int) -> float:
-  """Root-mean-square size of the period-`scale` pattern in a luma image, in its units.
-
-  The power at the periodic frequencies in excess of their neighbourhoods (see
-  checkerboard_score), divided by the window's gain: for Y on the 0..255 scale,
-  about 0.5 means a pattern of half a grey level.
-  """
-  peak_power, neighbour_power, window_sum = _periodic_powers(sr_y, scale)
-  return float(np.sqrt(max(peak_power - neighbour_power, 0.0)) / window_sum)
-
-
-def _periodic_powers(sr_y, scale: int) -> Tuple[float, float, float]:
-  """(summed power at the periodic bins, summed mean power of their rings, window sum)."""
-  if int(scale) != scale or scale < 2:
-    raise ValueError(f"scale must be an integer >= 2, got {scale!r}")
-  scale = int(scale)
-  y = np.asarray(sr_y, dtype=np.float64)
-  if y.ndim != 2:
-    raise ValueError(f"expected a luma image [H, W], got shape {y.shape}")
-  height, width = (side - side % scale for side in y.shape)
-  min_side = min_checkerboard_side(scale)
-  if min(height, width) < min_side:
-    raise ValueError(f"a {y.shape[0]}x{y.shape[1]} image is too small for a checkerboard "
-                     f"score at scale {scale}: each side needs at least {min_side} pixels")
-  y = y[:height, :width]
-  window = np.outer(_periodic_hann(height), _periodic_hann(width))
-  power = np.abs(np.fft.fft2((y - y.mean()) * window)) ** 2
-
-  offsets = [(dy, dx) for dy in range(-RING_OUTER, RING_OUTER + 1)
-             for dx in range(-RING_OUTER, RING_OUTER + 1)
-             if max(abs(dy), abs(dx)) >= RING_INNER]
-  ring_dy = np.array([o[0] for o in offsets])
-  ring_dx = np.array([o[1] for o in offsets])
-  peak_power = neighbour_power = 0.0
-  for k in range(scale):
-    for l in range(scale):
-      if k == 0 and l == 0:
-        continue
-      row, col = k * height // scale, l * width // scale
-      peak_power += power[row, col]
-      neighbour_power += power[(row + ring_dy) % height, (col + ring_dx) % width].mean()
-  return float(peak_power), float(neighbour_power), float(window.sum())
-
-
-def min_checkerboard_side(scale: int) -> int:
-  """Smallest image side checkerboard_score accepts: neighbourhoods of peaks must not overlap."""
-  return 2 * scale * (RING_OUTER + 1)
-
-
-def _periodic_hann(n: int) -> np.ndarray:
-  return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
 def load_tuner_trials(path: str) -> List[Dict]:
@@ -190,7 +93,9 @@ def write_report(out_dir: str, model_path: Union[str, inference.Upscaler],
     tuner_trials: trials as TFX's Tuner writes them (see load_tuner_trials): dicts with
       "score" (validation PSNR, higher is better), optionally "trial_id", and the
       hyperparameter values either as the other keys or under "hyperparameters".
-    run_info: free-form facts about the run (profile, steps, time...) shown at the top.
+    run_info: free-form facts about the run (profile, steps, time...) shown at the top;
+      a dict value is shown as a table, the Evaluator's metrics as PSNR/SSIM of the
+      model and bicubic with the gain and the verdict.
 
   Raises:
     evaluation.EvaluationDataError: no image could be evaluated.
@@ -214,7 +119,7 @@ def write_report(out_dir: str, model_path: Union[str, inference.Upscaler],
     except inference.ImageReadError as error:
       skipped.append({"file": path, "reason": str(error)})
       continue
-    min_side = max(evaluation.min_image_side(s), min_checkerboard_side(s))
+    min_side = max(evaluation.min_image_side(s), checkerboard.min_checkerboard_side(s))
     if min(hr.shape[:2]) < min_side:
       skipped.append({"file": path, "reason": (
           f"{hr.shape[1]}x{hr.shape[0]} pixels is too small: at scale {s} each side "
@@ -261,7 +166,7 @@ def _expand_image_paths(images: Sequence[str]) -> List[str]:
   for image in images:
     image = os.path.abspath(os.path.expanduser(os.fspath(image)))
     if os.path.isdir(image):
-      paths.extend(os.path.join(image, name) for name in image_files.list_image_files(image))
+      paths.extend(os.path.join(image, name) for name in image_listing.list_image_files(image))
     else:
       paths.append(image)
   return paths
@@ -281,10 +186,10 @@ def _visuals(upscaler: inference.Upscaler, hr: np.ndarray, figure_path: Optional
   hr, lr = hr.numpy(), lr.numpy()
   model_y = metrics.rgb_to_y(sr).numpy()
   result = {
-      "checkerboard_model": checkerboard_score(model_y, s),
-      "pattern_rms_model": periodic_pattern_rms(model_y, s),
-      "checkerboard_bicubic": checkerboard_score(metrics.rgb_to_y(bicubic).numpy(), s),
-      "checkerboard_hr": checkerboard_score(metrics.rgb_to_y(hr).numpy(), s),
+      "checkerboard_model": checkerboard.checkerboard_score(model_y, s),
+      "pattern_rms_model": checkerboard.periodic_pattern_rms(model_y, s),
+      "checkerboard_bicubic": checkerboard.checkerboard_score(metrics.rgb_to_y(bicubic).numpy(), s),
+      "checkerboard_hr": checkerboard.checkerboard_score(metrics.rgb_to_y(hr).numpy(), s),
   }
   if figure_path is None:
     return result
@@ -443,8 +348,7 @@ def _html(data: Dict) -> str:
   if data["run_info"]:
     out.append("<h2>Run</h2><table>")
     for key, value in data["run_info"].items():
-      shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
-      out.append(f'<tr><th class="l">{_e(key)}</th><td class="l">{_e(shown)}</td></tr>')
+      out.append(f'<tr><th class="l">{_e(key)}</th><td class="l">{_run_value(value)}</td></tr>')
     out.append("</table>")
 
   out.append("<h2>Scores</h2>")
@@ -497,6 +401,54 @@ def _html(data: Dict) -> str:
     out.append("</ul>")
   out.append("</body></html>\n")
   return "\n".join(out)
+
+
+def _run_value(value) -> str:
+  """One run_info value as HTML: the Evaluator's figures and other dicts as small tables."""
+  if isinstance(value, dict):
+    if all(isinstance(value.get(key), (int, float)) for key in _EVAL_SCORE_KEYS):
+      return _eval_table(value)
+    return _facts_table(value)
+  if isinstance(value, list):
+    return _e(json.dumps(value, default=str))
+  return _e(value)
+
+
+# The Evaluator's metrics.json (components/evaluator): the scores, then the verdict.
+_EVAL_SCORE_KEYS = ("psnr_model", "psnr_bicubic", "ssim_model", "ssim_bicubic")
+_EVAL_SHOWN_KEYS = _EVAL_SCORE_KEYS + ("gain_db", "images", "blessed", "reason",
+                                        "baseline_psnr_model")
+
+
+def _eval_table(scores: Dict) -> str:
+  """PSNR/SSIM of the model and bicubic with the gain, then images and the verdict."""
+  out = ['<table><tr><th class="l"></th><th>PSNR dB</th><th>SSIM</th></tr>']
+  for name in ("model", "bicubic"):
+    out.append(f'<tr><td class="l">{name}</td><td>{scores[f"psnr_{name}"]:.2f}</td>'
+               f'<td>{scores[f"ssim_{name}"]:.4f}</td></tr>')
+  out.append('<tr class="mean"><td class="l">gain</td>'
+             f'<td>{_signed(scores["psnr_model"] - scores["psnr_bicubic"], 2)}</td>'
+             f'<td>{_signed(scores["ssim_model"] - scores["ssim_bicubic"], 4)}</td></tr>')
+  out.append("</table>")
+  facts = {}
+  if "images" in scores:
+    facts["images"] = scores["images"]
+  if "blessed" in scores:
+    verdict = "yes" if scores["blessed"] else "no"
+    facts["blessed"] = f"{verdict} ({scores['reason']})" if scores.get("reason") else verdict
+  if scores.get("baseline_psnr_model") is not None:
+    facts["baseline model PSNR dB"] = f"{scores['baseline_psnr_model']:.2f}"
+  facts.update((key, value) for key, value in scores.items()
+               if key not in _EVAL_SHOWN_KEYS and value is not None)
+  if facts:
+    out.append(_facts_table(facts))
+  return "".join(out)
+
+
+def _facts_table(facts: Dict) -> str:
+  rows = "".join(f'<tr><th class="l">{_e(key)}</th><td class="l">{_run_value(value)}</td></tr>'
+                 for key, value in facts.items())
+  return f"<table>{rows}</table>"
 
 
 def _score_row(number: str, name: str, scores: Dict, css: str = "") -> str:

@@ -1,6 +1,6 @@
 """Broken, hostile and awkward input files through the real ExampleGen and `superres upscale`.
 
-The corpus (tests/bad_corpus.py: empty, truncated, mislabelled, 16-bit, palette,
+The corpus (benchmarks/bad_corpus.py: empty, truncated, mislabelled, 16-bit, palette,
 CMYK, EXIF-rotated, animated, tiny, a decompression bomb, symbolic link loops, a
 named pipe, an unreadable file, a name that is not UTF-8, duplicates) is
 generated into a temporary folder. The ExampleGen executor runs on it
@@ -20,9 +20,12 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from benchmarks import bad_corpus
+from benchmarks import image_samples as samples
+from benchmarks import ingestion
 from components import export
 from components import features
-from components import image_files
+from components import image_decoding
 from components import image_ops
 from components.image_example_gen import executor
 from pipeline import configs
@@ -30,10 +33,7 @@ from pipeline import run_summary
 from superres import cli
 from superres import inference
 from superres import report
-from tests import bad_corpus
 from tests import cli_runner
-from tests import test_image_example_gen as example_gen_tests
-from tests import test_image_files as samples
 
 SCALE = 2
 
@@ -48,12 +48,12 @@ def corpus(tmp_path_factory):
 def ingested(corpus, tmp_path_factory):
   """One real executor run over the corpus: (Examples artifact, quarantine report, examples)."""
   input_base, _ = corpus
-  examples = example_gen_tests.run_executor(input_base, str(tmp_path_factory.mktemp("examples")))
+  examples = ingestion.run_executor(input_base, str(tmp_path_factory.mktemp("examples")))
   with open(os.path.join(examples.uri, executor.QUARANTINE_FILE), encoding="utf-8") as f:
     quarantine = json.load(f)
   records = {}
   for split in ("train", "eval"):
-    for name, example in example_gen_tests.read_split(examples, split).items():
+    for name, example in ingestion.read_split(examples, split).items():
       assert name not in records, f"{name} is in both splits"
       records[name] = example
   return examples, quarantine, records
@@ -70,7 +70,7 @@ def model_dir(tmp_path_factory):
 
 
 def value(example, key):
-  return example_gen_tests.value(example, key)
+  return ingestion.value(example, key)
 
 
 class TestExampleGen:
@@ -104,7 +104,7 @@ class TestExampleGen:
     assert f"Images ingested: {len(expected) - len(quarantined)}; quarantined: " \
            f"{len(quarantined)}" in lines
     for name, words in quarantined.items():
-      line = [l for l in lines if l.startswith(f"  quarantined {name}: ")]
+      line = [text for text in lines if text.startswith(f"  quarantined {name}: ")]
       assert len(line) == 1 and words in line[0], name
 
   def test_pictures_are_converted_and_upright(self, corpus, ingested):
@@ -231,7 +231,7 @@ class TestUpscale:
                ("one_pixel.png", "deep16.png", "rotated.jpg", "dup_b.jpg"))]
     assert not bad_corpus.upscale_refuses(expected["one_pixel.png"])
     for path in names:
-      upright = image_files.load_image(image_files.read_file(path))
+      upright = image_decoding.load_image(image_decoding.read_file(path))
       out = str(tmp_path / "out.png")
       assert inference.upscale_file(path, out, model) == (
           SCALE * upright.height, SCALE * upright.width), path

@@ -24,6 +24,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components import features
+from components import names
 from components.image_example_gen.executor import QUARANTINE_FILE
 from pipeline import lineage
 from tests.cli_runner import write_small_photos
@@ -75,7 +76,7 @@ def _outputs(pipeline_root):
   """{"<node>.<output key>": uri} of the run's completed executions, from ML Metadata."""
   store = metadata_store.MetadataStore(lineage.read_only_config(str(pipeline_root)))
   outputs = {}
-  for context in store.get_contexts_by_type(lineage.NODE_CONTEXT_TYPE):
+  for context in store.get_contexts_by_type(names.NODE_CONTEXT_TYPE):
     node = context.name.split(".")[-1]
     for execution in store.get_executions_by_context(context.id):
       assert execution.last_known_state == metadata_store_pb2.Execution.COMPLETE, node

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from components import errors
 from superres import cli
 
 
@@ -57,16 +58,24 @@ def test_console_script_entry_point_reports_errors_without_traceback():
   assert "scale must be one of" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_errors_raised_by_project_code_are_one_line_others_keep_their_traceback():
+def test_superres_errors_are_one_line_others_keep_their_traceback(monkeypatch, capsys):
   from components.evaluator import scoring  # pylint: disable=import-outside-toplevel
-  try:
+
+  def fail(error):
+    def command(args):
+      del args
+      raise error
+    return command
+
+  with pytest.raises(errors.SuperresError) as raised:
     scoring.score(lambda lr: lr, [], scale=2)  # "the eval split is empty ..."
-  except ValueError as error:
-    assert cli._raised_by_own_code(error)  # pylint: disable=protected-access
-  try:
-    int("not a number")
-  except ValueError as error:
-    assert not cli._raised_by_own_code(error)  # pylint: disable=protected-access
+  monkeypatch.setitem(cli.COMMANDS, "runs", fail(raised.value))
+  assert cli.main(["runs"]) == cli.FAILURE
+  err = capsys.readouterr().err
+  assert err == f"superres: error: {raised.value}\n"
+  monkeypatch.setitem(cli.COMMANDS, "runs", fail(ValueError("a bug")))
+  with pytest.raises(ValueError, match="a bug"):
+    cli.main(["runs"])
 
 
 def test_upscale_without_a_model_in_an_empty_home_says_what_to_do(tmp_path, capsys, monkeypatch):

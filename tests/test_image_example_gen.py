@@ -13,41 +13,37 @@ import tensorflow as tf
 from tfx.components.example_gen import utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
-from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from benchmarks import image_samples
+from benchmarks import ingestion
 from components import features
-from components import image_files
+from components import image_decoding
+from components import image_listing
 from components.image_example_gen import component
 from components.image_example_gen import executor
 from pipeline import configs
-from tests import test_image_files as samples
 
 # Good and broken samples spread over a nested tree, plus a file to ignore.
 GOOD = {
-    "rgb.jpg": samples.rgb_jpeg, "gray/gray.png": samples.gray_png,
-    "gray/deep/deep16.PNG": samples.deep_png, "b/rgba.png": samples.rgba_png,
-    "b/c/photo.tif": samples.tiff, "b/c/photo.webp": samples.webp,
-    "rotated.JPEG": samples.rotated_jpeg, "b/cmyk.jpg": samples.cmyk_jpeg,
+    "rgb.jpg": image_samples.rgb_jpeg, "gray/gray.png": image_samples.gray_png,
+    "gray/deep/deep16.PNG": image_samples.deep_png, "b/rgba.png": image_samples.rgba_png,
+    "b/c/photo.tif": image_samples.tiff, "b/c/photo.webp": image_samples.webp,
+    "rotated.JPEG": image_samples.rotated_jpeg, "b/cmyk.jpg": image_samples.cmyk_jpeg,
 }
 BAD = {
-    "empty.jpg": lambda: b"", "b/truncated.jpg": samples.truncated_jpeg,
-    "b/c/notes.jpg": lambda: b"not a picture", "bomb.png": lambda: samples.png_declaring(
-        40000, 40000), "tiny/tiny.png": samples.tiny_png,
+    "empty.jpg": lambda: b"", "b/truncated.jpg": image_samples.truncated_jpeg,
+    "b/c/notes.jpg": lambda: b"not a picture", "bomb.png": lambda: image_samples.png_declaring(
+        40000, 40000), "tiny/tiny.png": image_samples.tiny_png,
 }
 IGNORED = {"b/README.txt": lambda: b"about these photos"}
 
 
 def make_tree(root) -> str:
-  samples.write_tree(root, {path: make() for path, make in {**GOOD, **BAD, **IGNORED}.items()})
+  files = {path: make() for path, make in {**GOOD, **BAD, **IGNORED}.items()}
+  image_samples.write_tree(root, files)
   return str(root)
-
-
-def exec_properties(input_base: str, input_config=None, output_config=None) -> dict:
-  gen = component.ImageExampleGen(input_base=input_base, input_config=input_config,
-                                  output_config=output_config)
-  return dict(gen.exec_properties)  # configs are JSON, as the orchestrator passes them
 
 
 def output_config_of(gen: component.ImageExampleGen) -> example_gen_pb2.Output:
@@ -55,33 +51,6 @@ def output_config_of(gen: component.ImageExampleGen) -> example_gen_pb2.Output:
   proto_utils.json_to_proto(gen.exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
                             output)
   return output
-
-
-def run_executor(input_base: str, output_dir: str, **configs_):
-  examples = standard_artifacts.Examples()
-  examples.uri = output_dir
-  executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
-                         exec_properties(input_base, **configs_))
-  return examples
-
-
-def read_split(examples, split: str) -> dict:
-  """FILENAME -> tf.train.Example of one split."""
-  pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*.gz")
-  records = {}
-  for path in tf.io.gfile.glob(pattern):
-    for raw in tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator():
-      example = tf.train.Example.FromString(raw)
-      records[value(example, features.FILENAME).decode("utf-8")] = example
-  return records
-
-
-def value(example: tf.train.Example, key: str):
-  feature = example.features.feature[key]
-  kind = feature.WhichOneof("kind")
-  values = getattr(feature, kind).value
-  assert len(values) == 1
-  return values[0]
 
 
 def expected_split(relative_path: str) -> str:
@@ -97,8 +66,8 @@ def ingested(tmp_path_factory):
   """One real executor run over the sample tree, shared by the checks below."""
   input_base = make_tree(tmp_path_factory.mktemp("photos"))
   output_dir = str(tmp_path_factory.mktemp("examples"))
-  examples = run_executor(input_base, output_dir)
-  splits = {split: read_split(examples, split) for split in ("train", "eval")}
+  examples = ingestion.run_executor(input_base, output_dir)
+  splits = {split: ingestion.read_split(examples, split) for split in ("train", "eval")}
   return examples, splits
 
 
@@ -112,20 +81,22 @@ class TestExecutor:
   def test_features_describe_a_decodable_picture(self, ingested):
     _, splits = ingested
     for name, example in {**splits["train"], **splits["eval"]}.items():
-      decoded = tf.io.decode_image(value(example, features.IMAGE), expand_animations=False)
-      height, width = value(example, features.HEIGHT), value(example, features.WIDTH)
+      decoded = tf.io.decode_image(ingestion.value(example, features.IMAGE),
+                                   expand_animations=False)
+      height = ingestion.value(example, features.HEIGHT)
+      width = ingestion.value(example, features.WIDTH)
       assert decoded.shape[:2] == (height, width), name
-      expected = image_files.decode_image(GOOD[name]())
-      assert value(example, features.CHANNELS) == expected.channels, name
-      assert value(example, features.FORMAT).decode() == expected.format, name
+      expected = image_decoding.decode_image(GOOD[name]())
+      assert ingestion.value(example, features.CHANNELS) == expected.channels, name
+      assert ingestion.value(example, features.FORMAT).decode() == expected.format, name
     rotated = {**splits["train"], **splits["eval"]}["rotated.JPEG"]
-    assert (value(rotated, features.HEIGHT), value(rotated, features.WIDTH)) == (
-        samples.W, samples.H)
+    assert ingestion.value(rotated, features.HEIGHT) == image_samples.W
+    assert ingestion.value(rotated, features.WIDTH) == image_samples.H
 
   def test_jpeg_bytes_are_the_original_file(self, ingested):
     _, splits = ingested
     example = {**splits["train"], **splits["eval"]}["rgb.jpg"]
-    assert value(example, features.IMAGE) == GOOD["rgb.jpg"]()
+    assert ingestion.value(example, features.IMAGE) == GOOD["rgb.jpg"]()
 
   def test_split_is_a_hash_of_the_relative_path(self, ingested):
     _, splits = ingested
@@ -157,7 +128,7 @@ class TestExecutor:
   @pytest.mark.parametrize("make_input", [
       lambda root: str(root / "missing"),
       lambda root: str(root),
-      lambda root: samples.write_tree(root, {"a.txt": b"x"}) or str(root),
+      lambda root: image_samples.write_tree(root, {"a.txt": b"x"}) or str(root),
   ])
   def test_no_images_fails_before_any_work(self, tmp_path, make_input):
     input_base = make_input(tmp_path / "in")
@@ -166,22 +137,23 @@ class TestExecutor:
     if not input_base.endswith("missing"):
       os.makedirs(input_base, exist_ok=True)
     with pytest.raises(executor.NoImagesError) as caught:
-      run_executor(input_base, str(output_dir))
+      ingestion.run_executor(input_base, str(output_dir))
     assert input_base in str(caught.value)
     assert not os.listdir(output_dir)
 
   def test_one_picture_never_reaches_two_input_splits(self, tmp_path):
     input_base = tmp_path / "in"
-    samples.write_tree(input_base, {
-        "train/a.png": samples.gray_png(), "train/same.jpg": samples.rgb_jpeg(),
-        "eval/same_copy.jpg": samples.rgb_jpeg(), "eval/b.png": samples.rgba_png()})
+    image_samples.write_tree(input_base, {
+        "train/a.png": image_samples.gray_png(), "train/same.jpg": image_samples.rgb_jpeg(),
+        "eval/same_copy.jpg": image_samples.rgb_jpeg(), "eval/b.png": image_samples.rgba_png()})
     input_config = example_gen_pb2.Input(splits=[
         example_gen_pb2.Input.Split(name="train", pattern="train/*"),
         example_gen_pb2.Input.Split(name="eval", pattern="eval/*")])
-    examples = run_executor(str(input_base), str(tmp_path / "out"), input_config=input_config)
+    examples = ingestion.run_executor(str(input_base), str(tmp_path / "out"),
+                                      input_config=input_config)
     # The copy first in path order is kept: eval/ sorts before train/.
-    assert sorted(read_split(examples, "eval")) == ["eval/b.png", "eval/same_copy.jpg"]
-    assert sorted(read_split(examples, "train")) == ["train/a.png"]
+    assert sorted(ingestion.read_split(examples, "eval")) == ["eval/b.png", "eval/same_copy.jpg"]
+    assert sorted(ingestion.read_split(examples, "train")) == ["train/a.png"]
     with open(os.path.join(examples.uri, executor.QUARANTINE_FILE)) as f:
       quarantined = json.load(f)["quarantined"]
     assert quarantined == [{"path": "train/same.jpg", "reason": (
@@ -190,9 +162,9 @@ class TestExecutor:
 
   def test_nothing_usable_is_an_error_naming_the_report(self, tmp_path):
     input_base = tmp_path / "in"
-    samples.write_tree(input_base, {"a.jpg": b"", "b.png": samples.tiny_png()})
+    image_samples.write_tree(input_base, {"a.jpg": b"", "b.png": image_samples.tiny_png()})
     with pytest.raises(executor.NoImagesError, match="quarantine.json"):
-      run_executor(str(input_base), str(tmp_path / "out"))
+      ingestion.run_executor(str(input_base), str(tmp_path / "out"))
 
 
 class TestComponent:
@@ -222,17 +194,17 @@ class TestDriver:
 
   def resolve(self, input_base: str) -> dict:
     driver = component.ImageFolderDriver(metadata_handle=None)
-    properties = exec_properties(input_base)
+    properties = ingestion.exec_properties(input_base)
     properties[standard_component_specs.RANGE_CONFIG_KEY] = None
     return driver.resolve_exec_properties(properties, None, None)
 
   def test_fingerprint_changes_with_nested_images(self, tmp_path):
-    samples.write_tree(tmp_path, {"a/b/one.png": samples.gray_png()})
+    image_samples.write_tree(tmp_path, {"a/b/one.png": image_samples.gray_png()})
     first = self.resolve(str(tmp_path))[utils.FINGERPRINT_PROPERTY_NAME]
     assert self.resolve(str(tmp_path))[utils.FINGERPRINT_PROPERTY_NAME] == first
-    samples.write_tree(tmp_path, {"a/b/two.jpg": samples.rgb_jpeg()})
+    image_samples.write_tree(tmp_path, {"a/b/two.jpg": image_samples.rgb_jpeg()})
     assert self.resolve(str(tmp_path))[utils.FINGERPRINT_PROPERTY_NAME] != first
 
   def test_empty_folder_stops_the_run(self, tmp_path):
-    with pytest.raises(image_files.NoImagesError, match="holds no images"):
+    with pytest.raises(image_listing.NoImagesError, match="holds no images"):
       self.resolve(str(tmp_path))

@@ -14,8 +14,9 @@ from skimage import data
 import tensorflow as tf
 
 from components import export
-from components import image_files
+from components import image_listing
 from components import image_ops
+from components import names
 from pipeline import configs
 from superres import evaluation
 from superres import inference
@@ -44,7 +45,7 @@ class BicubicUpscaler(tf.Module):
 def _save_bicubic_model(path: str, factor: int) -> None:
   module = BicubicUpscaler(factor)
   tf.saved_model.save(module, path, signatures={
-      export.SERVING_SIGNATURE: module.serve, export.FLOAT_SIGNATURE: module.upscale})
+      names.SERVING_SIGNATURE: module.serve, names.FLOAT_SIGNATURE: module.upscale})
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +144,8 @@ def test_read_image_handles_modes_formats_and_orientation(tmp_path):
     assert array.shape == (12, 20, 3) and array.dtype == np.float32, name
     assert 0.0 <= array.min() and array.max() <= 1.0, name
   # Lossless files keep their pixels; RGBA loses only the alpha.
-  np.testing.assert_allclose(inference.read_image(str(tmp_path / "rgba.png")), rgb / 255.0, atol=1e-6)
-  np.testing.assert_allclose(inference.read_image(str(tmp_path / "photo.tiff")), rgb / 255.0, atol=1e-6)
+  for name in ("rgba.png", "photo.tiff"):
+    np.testing.assert_allclose(inference.read_image(str(tmp_path / name)), rgb / 255.0, atol=1e-6)
 
   # 16-bit gray keeps its full range instead of saturating.
   ramp = np.linspace(0, 65535, 12 * 20).reshape(12, 20).astype(np.uint16)
@@ -254,10 +255,10 @@ def test_evaluate_folder_of_the_bicubic_model_scores_like_bicubic(photo_folder, 
 def test_evaluate_folder_errors(tmp_path, serving_root, photo_folder):
   with pytest.raises(ValueError, match="upscales by 2, not 3"):
     evaluation.evaluate_folder(str(serving_root), str(photo_folder), scale=3)
-  with pytest.raises(image_files.NoImagesError, match="does not exist"):
+  with pytest.raises(image_listing.NoImagesError, match="does not exist"):
     evaluation.evaluate_folder(str(serving_root), str(tmp_path / "nowhere"))
   (tmp_path / "empty").mkdir()
-  with pytest.raises(image_files.NoImagesError, match="holds no images"):
+  with pytest.raises(image_listing.NoImagesError, match="holds no images"):
     evaluation.evaluate_folder(str(serving_root), str(tmp_path / "empty"))
   (tmp_path / "bad").mkdir()
   (tmp_path / "bad" / "a.png").write_text("not an image")

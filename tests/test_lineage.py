@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from components import names
 from pipeline import configs
 from pipeline import lineage
 from tests.cli_runner import superres_cli, write_small_photos
@@ -44,7 +45,7 @@ def test_runs_lists_the_run_with_its_data_scores_and_pushed_version(run):
       "complete", str(photos), 2, True, version)
   evaluation = next(e for e in lineage.lineage(lineage.read_only_config(str(root)), version)
                     if e.type_name == "ModelEvaluation")
-  with open(os.path.join(evaluation.uri, "metrics.json")) as f:
+  with open(os.path.join(evaluation.uri, names.METRICS_FILE)) as f:
     metrics = json.load(f)
   assert row.psnr_model == pytest.approx(metrics["psnr_model"], abs=1e-4)
   assert row.psnr_bicubic == pytest.approx(metrics["psnr_bicubic"], abs=1e-4)

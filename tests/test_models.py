@@ -20,7 +20,7 @@ def _photo_crops(height, width, count=2, seed=0):
   rng = np.random.default_rng(seed)
   tops = rng.integers(0, photo.shape[0] - height, count)
   lefts = rng.integers(0, photo.shape[1] - width, count)
-  return np.stack([photo[t:t + height, l:l + width] for t, l in zip(tops, lefts)])
+  return np.stack([photo[t:t + height, x:x + width] for t, x in zip(tops, lefts)])
 
 
 def _mse(model, lr, hr):
@@ -68,7 +68,7 @@ def test_untrained_model_is_bicubic_at_any_size(architecture, scale):
 
 def test_dropout_only_acts_while_training():
   model = models.build_model("espcn", 2, width=8, depth=1, dropout=0.5)
-  assert any(isinstance(l, keras.layers.SpatialDropout2D) for l in model.layers)
+  assert any(isinstance(layer, keras.layers.SpatialDropout2D) for layer in model.layers)
   lr = _photo_crops(6, 6)
   np.testing.assert_array_equal(model(lr, training=False), model(lr, training=False))
 

@@ -5,6 +5,7 @@ Slow by nature (one full TFX run, then a cached re-run), so it runs once per sui
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -52,6 +53,14 @@ def test_first_run_executes_every_component_blesses_and_pushes(runs):
   assert "quarantined" in first.stdout and "broken.jpg" in first.stdout
   for node in EXPECTED_NODES:
     assert f"{node} done" in first.stdout, first.stdout
+  # A quiet console: a line per component and a few progress lines; Keras and Keras
+  # Tuner print only to the run's log.
+  lines = first.stdout.splitlines()
+  assert len(lines) <= 40, first.stdout
+  chatter = re.compile(r"^Epoch \d+/|^\d+/\d+ - |Search: Running Trial|Trial \d+ Complete|"
+                       r"Search space summary|Results summary")
+  assert not [line for line in lines if chatter.search(line)], first.stdout
+  assert any(line.lstrip().startswith("training ") for line in lines), first.stdout
   report_line = next(line for line in first.stdout.splitlines() if line.startswith("Report"))
   report_path = report_line.split(": ", 1)[1]
   assert os.path.exists(report_path) and report_path.endswith("index.html")

@@ -68,7 +68,7 @@ def test_tiles_cover_the_photo_corner_to_corner_at_native_resolution():
   hr = out[features.HR].numpy()[0]
   assert hr.shape == (9, 96, 96, 3)
   tops, lefts = (0, 152, 304), (0, 252, 504)  # even steps from one edge to the other
-  for index, (top, left) in enumerate((t, l) for t in tops for l in lefts):
+  for index, (top, left) in enumerate((t, x) for t in tops for x in lefts):
     np.testing.assert_allclose(hr[index], photo[top:top + 96, left:left + 96] / 255.0,
                                atol=1e-6)
 

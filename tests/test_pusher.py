@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from components import export
+from components import names
 from components.pusher import component as pusher
 from serving import versions
 from superres import inference
@@ -100,7 +101,7 @@ def test_a_killed_push_leaves_no_loadable_version_and_the_next_push_succeeds(mod
   assert tree_digests(os.path.join(base, old_version)) == old_files
 
   # What a server and the CLI see: only the old, complete version.
-  assert set(inference.complete_versions(base)) == {int(old_version)}
+  assert set(names.complete_versions(base)) == {int(old_version)}
   assert inference.resolve_model_dir(base) == os.path.join(base, old_version)
   manager = versions.VersionManager(base)
   manager.poll()

@@ -16,6 +16,7 @@ import time
 import pytest
 from ml_metadata import metadata_store
 
+from components import names
 from pipeline import configs
 from pipeline import lineage
 from pipeline import pipeline as pipeline_lib
@@ -58,13 +59,12 @@ def _kill_during_training(args, home):
     # Silence that outlasts KILL_TIMEOUT ends the run too, and the test fails.
     watchdog = threading.Timer(KILL_TIMEOUT, _kill_group, (process.pid,))
     watchdog.start()
-    lines, trainer_started = [], False
+    lines = []
     try:
       for line in process.stdout:
         lines.append(line.rstrip("\n"))
-        trainer_started |= line.rstrip().endswith("Trainer ...")
-        # Keras prints the first epoch's header once fit() has begun.
-        if trainer_started and line.startswith("Epoch 1/"):
+        # The Trainer's first progress line comes once fit() has begun.
+        if line.lstrip().startswith("training "):
           break
     finally:
       watchdog.cancel()
@@ -84,7 +84,7 @@ def _runs(root):
 def _trainer_steps(root, run_id):
   """num_steps of the Trainer execution recorded for run `run_id`."""
   store = metadata_store.MetadataStore(lineage.read_only_config(str(root)))
-  run = store.get_context_by_type_and_name(lineage.RUN_CONTEXT_TYPE, run_id)
+  run = store.get_context_by_type_and_name(names.RUN_CONTEXT_TYPE, run_id)
   for execution in store.get_executions_by_context(run.id):
     if "train_args" in execution.custom_properties:
       return json.loads(execution.custom_properties["train_args"].string_value).get("num_steps")
@@ -119,7 +119,7 @@ def rerun(killed, resumed):
 def test_a_run_killed_while_training_completes_on_the_next_invocation(killed, resumed):
   home, _, lines, returncode = killed
   assert returncode == -signal.SIGKILL
-  assert lines and lines[-1].startswith("Epoch 1/"), "\n".join(lines[-30:])
+  assert lines and lines[-1].lstrip().startswith("training "), "\n".join(lines[-30:])
   runs = _runs(home / "root")
   assert len(runs) == 2, resumed[0].stdout[-3000:]  # the killed run, the resumed one
   (_, outcomes), (resumed_id, resumed_outcomes) = runs

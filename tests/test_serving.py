@@ -31,7 +31,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 import yaml
 
-from components import export
+from components import names
 from pipeline import configs
 from serving import client
 from serving import launcher
@@ -91,15 +91,15 @@ def test_status_and_metadata(server):
   signatures = get_model_metadata_pb2.SignatureDefMap()
   metadata.metadata["signature_def"].Unpack(signatures)
   assert metadata.model_spec.version.value == 1
-  serving_default = signatures.signature_def[export.SERVING_SIGNATURE]
+  serving_default = signatures.signature_def[names.SERVING_SIGNATURE]
   assert serving_default.inputs["images"].dtype == tf.string.as_datatype_enum
   assert serving_default.outputs["images"].dtype == tf.string.as_datatype_enum
-  assert signatures.signature_def[export.FLOAT_SIGNATURE].inputs["lr"].dtype == \
+  assert signatures.signature_def[names.FLOAT_SIGNATURE].inputs["lr"].dtype == \
       tf.float32.as_datatype_enum
 
   rest_metadata = requests.get(f"{server.url}/v1/models/{NAME}/metadata", timeout=10).json()
   assert set(rest_metadata["metadata"]["signature_def"]["signature_def"]) == {
-      export.SERVING_SIGNATURE, export.FLOAT_SIGNATURE}
+      names.SERVING_SIGNATURE, names.FLOAT_SIGNATURE}
 
 
 def test_rest_and_grpc_equal_local_inference(server, models):
@@ -286,9 +286,9 @@ def test_hot_swap_loses_no_request(server, models):
     # last; then renamed into place.
     staging = os.path.join(base, ".incoming-2")
     shutil.copytree(models[2][0], staging, ignore=lambda directory, _: (
-        [inference.SAVED_MODEL_FILE] if directory == models[2][0] else []))
+        [names.SAVED_MODEL_FILE] if directory == models[2][0] else []))
     time.sleep(5 * POLL_SECONDS)
-    shutil.copy(os.path.join(models[2][0], inference.SAVED_MODEL_FILE), staging)
+    shutil.copy(os.path.join(models[2][0], names.SAVED_MODEL_FILE), staging)
     time.sleep(5 * POLL_SECONDS)
     assert set(server.served_versions()) == {1}, "a half-written or hidden version was loaded"
     seen = len(answers)
@@ -316,7 +316,7 @@ def test_corrupt_version_is_ignored(server, models):
   served = _served(server)
   broken = os.path.join(server.base, str(served + 1))
   os.makedirs(os.path.join(broken, "variables"))
-  with open(os.path.join(broken, inference.SAVED_MODEL_FILE), "wb") as f:
+  with open(os.path.join(broken, names.SAVED_MODEL_FILE), "wb") as f:
     f.write(b"this is not a SavedModel")
   failed = _wait_for(lambda: server.served_versions().get(served + 1, {}).get("state") == "END"
                      and server.served_versions()[served + 1], 30, "the broken version to fail")

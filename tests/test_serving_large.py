@@ -8,7 +8,6 @@ below): the peak must stay far under that.
 """
 import base64
 import io
-import threading
 
 import numpy as np
 from PIL import Image

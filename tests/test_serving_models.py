@@ -21,13 +21,13 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from components import names
 from pipeline import configs
 from serving import __main__ as server_main
 from serving import client
 from serving import launcher
 from serving import model_config
 from serving import versions
-from superres import inference
 from tests import serving_harness
 from tests.serving_harness import Server, local, pixels_of, png, random_image, wait_for
 
@@ -261,7 +261,7 @@ def test_failed_and_removed_versions_under_a_policy(exported, tmp_path):
   for version in (1, 2):
     _push(exported[2], version, str(base))
   (base / "3").mkdir()
-  (base / "3" / inference.SAVED_MODEL_FILE).write_bytes(b"not a SavedModel")
+  (base / "3" / names.SAVED_MODEL_FILE).write_bytes(b"not a SavedModel")
   manager = versions.VersionManager(str(base), policy=model_config.VersionPolicy(
       model_config.LATEST, 2), name=X2)
   manager.poll()

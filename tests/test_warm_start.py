@@ -40,4 +40,5 @@ def test_other_architecture_or_scale_trains_from_scratch(tmp_path):
 
 def test_no_blessed_model_trains_from_scratch():
   fresh = registry.build_model("espcn", scale=2, width=8, depth=1)
-  assert trainer.warm_start(fresh, None, _settings()) == "no blessed model yet: trained from scratch"
+  assert (trainer.warm_start(fresh, None, _settings())
+          == "no blessed model yet: trained from scratch")

@@ -21,12 +21,12 @@ from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEv
 from tfx.types.standard_artifacts import TransformGraph
 from tfx.utils import path_utils
 
+from components import names
 from components import training_data
 from components.evaluator import scoring
 from pipeline import configs
 
 EVAL_SPLIT = "eval"
-METRICS_FILE = "metrics.json"
 
 Input = tfx.dsl.components.InputArtifact
 Output = tfx.dsl.components.OutputArtifact
@@ -82,7 +82,7 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
             "psnr_bicubic": candidate.psnr_bicubic, "ssim_bicubic": candidate.ssim_bicubic,
             "gain_db": candidate.gain_db, "blessed": blessed, "reason": reason,
             "baseline_psnr_model": None if baseline is None else baseline.psnr_model}
-  with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
+  with tf.io.gfile.GFile(os.path.join(evaluation.uri, names.METRICS_FILE), "w") as f:
     json.dump(result, f, indent=1)
   for key in ("psnr_model", "ssim_model", "psnr_bicubic", "ssim_bicubic", "gain_db"):
     evaluation.set_float_custom_property(key, result[key])

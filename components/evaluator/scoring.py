@@ -9,9 +9,10 @@ from typing import Iterable, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from components import export
+from components import errors
 from components import image_ops
 from components import metrics
+from components import names
 
 
 @dataclasses.dataclass
@@ -31,7 +32,7 @@ class Scores:
 def load_upscaler(saved_model_dir: str):
   """The float signature of an exported model: lr [N, H, W, 3] -> sr."""
   loaded = tf.saved_model.load(saved_model_dir)
-  return loaded.signatures[export.FLOAT_SIGNATURE]
+  return loaded.signatures[names.FLOAT_SIGNATURE]
 
 
 def upscaling_factor(upscale_fn) -> int:
@@ -54,8 +55,8 @@ def score(upscale_fn, pairs: Iterable[Tuple[np.ndarray, np.ndarray]], scale: int
     psnr_bicubic.extend(metrics.psnr_y(bicubic, hr, crop=scale).numpy())
     ssim_bicubic.extend(metrics.ssim_y(bicubic, hr, crop=scale).numpy())
   if not psnr_model:
-    raise ValueError("No evaluation images: the eval split is empty. Add images to the "
-                     "data folder (about one in five goes to eval).")
+    raise errors.SuperresError("No evaluation images: the eval split is empty. Add images "
+                               "to the data folder (about one in five goes to eval).")
   return Scores(images=len(psnr_model), psnr_model=float(np.mean(psnr_model)),
                 ssim_model=float(np.mean(ssim_model)),
                 psnr_bicubic=float(np.mean(psnr_bicubic)),

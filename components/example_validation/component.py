@@ -10,7 +10,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
-ANOMALIES_FOUND = "anomalies_found"
+from components import names
 
 
 class Executor(example_validator_executor.Executor):
@@ -23,7 +23,7 @@ class Executor(example_validator_executor.Executor):
         example_validator_executor.ARTIFACT_PROPERTY_BLESSED_KEY) or {}
     found = any(value != example_validator_executor.BLESSED_VALUE
                 for value in dict(per_split).values())
-    anomalies.set_int_custom_property(ANOMALIES_FOUND, int(found))
+    anomalies.set_int_custom_property(names.ANOMALIES_FOUND, int(found))
     # The base executor returns its ExecutorOutput holding the artifact as it was;
     # refresh it so the new property reaches ML Metadata.
     if result is not None:

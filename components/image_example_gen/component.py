@@ -12,7 +12,7 @@ from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
 from components import features
-from components import image_files
+from components import image_listing
 from components.image_example_gen import executor
 from pipeline import configs
 
@@ -50,13 +50,13 @@ class ImageFolderDriver(driver.FileBasedDriver):
                               component_info: data_types.ComponentInfo
                               ) -> Dict[str, Any]:
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    image_files.scan_folder(input_base)  # raises NoImagesError
+    image_listing.scan_folder(input_base)  # raises NoImagesError
     exec_properties = super().resolve_exec_properties(
         exec_properties, pipeline_info, component_info)
     input_config = example_gen_pb2.Input()
     proto_utils.json_to_proto(
         exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
-    exec_properties[utils.FINGERPRINT_PROPERTY_NAME] = image_files.fingerprint(
+    exec_properties[utils.FINGERPRINT_PROPERTY_NAME] = image_listing.fingerprint(
         input_base, [split.pattern for split in input_config.splits])
     return exec_properties
 

@@ -10,7 +10,7 @@ with the number of images ingested and the files ignored:
    "quarantined": [{"path": "a/b.jpg", "reason": "empty file (0 bytes): ..."}],
    "ignored": ["notes.txt"]}
 
-Paths are relative to input_base, as image_files.display_path shows them (bytes
+Paths are relative to input_base, as file_paths.display_path shows them (bytes
 of a name that is not UTF-8 as \\xNN); the FILENAME feature holds the same text.
 Byte-identical files become one example, from the first of them in path order;
 the others are quarantined as duplicates of it, so one picture can never be in
@@ -34,15 +34,17 @@ from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
 from components import features
-from components import image_files
+from components import file_paths
+from components import image_decoding
+from components import image_listing
 
 QUARANTINE_FILE = "quarantine.json"
 INGESTED_PROPERTY = "ingested"
 QUARANTINED_PROPERTY = "quarantined"
 
 # Re-exported for callers that check the folder before building a pipeline.
-NoImagesError = image_files.NoImagesError
-list_image_files = image_files.list_image_files
+NoImagesError = image_listing.NoImagesError
+list_image_files = image_listing.list_image_files
 
 _QUARANTINED_TAG = "quarantined"
 
@@ -55,10 +57,10 @@ def _int_feature(value: int) -> tf.train.Feature:
   return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
 
-def to_example(relative_path: str, image: image_files.ImageRecord) -> tf.train.Example:
+def to_example(relative_path: str, image: image_decoding.ImageRecord) -> tf.train.Example:
   return tf.train.Example(features=tf.train.Features(feature={
       features.IMAGE: _bytes_feature(image.encoded),
-      features.FILENAME: _bytes_feature(image_files.display_path(relative_path).encode("utf-8")),
+      features.FILENAME: _bytes_feature(file_paths.display_path(relative_path).encode("utf-8")),
       features.HEIGHT: _int_feature(image.height),
       features.WIDTH: _int_feature(image.width),
       features.CHANNELS: _int_feature(image.channels),
@@ -76,11 +78,11 @@ class _ReadImageFn(beam.DoFn):
 
   def process(self, relative_path: bytes):
     relative_path = os.fsdecode(relative_path)
-    shown = image_files.display_path(relative_path)
+    shown = file_paths.display_path(relative_path)
     try:
-      data = image_files.read_file(os.path.join(self._input_base, relative_path))
-      image = image_files.decode_image(data)
-    except image_files.UnusableImageError as error:
+      data = image_decoding.read_file(os.path.join(self._input_base, relative_path))
+      image = image_decoding.decode_image(data)
+    except image_decoding.UnusableImageError as error:
       yield beam.pvalue.TaggedOutput(_QUARANTINED_TAG, {"path": shown, "reason": str(error)})
       return
     yield hashlib.sha256(data).hexdigest(), shown, to_example(relative_path, image)
@@ -126,7 +128,7 @@ class Executor(BaseExampleGenExecutor):
          exec_properties: Dict[str, Any]) -> None:
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     # Lists once, and fails with a readable error before any Beam work.
-    self._contents = image_files.scan_folder(input_base)
+    self._contents = image_listing.scan_folder(input_base)
     examples = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.EXAMPLES_KEY])
     self._report_path = os.path.join(examples.uri, QUARANTINE_FILE)
@@ -166,7 +168,7 @@ class Executor(BaseExampleGenExecutor):
     @beam.ptransform_fn
     def select_images(_) -> beam.PCollection:
       return (self._kept
-              | "Select" >> beam.Filter(lambda kept: image_files.matches(kept[0], split_pattern))
+              | "Select" >> beam.Filter(lambda kept: image_listing.matches(kept[0], split_pattern))
               | "Examples" >> beam.Map(lambda kept: kept[1]))
 
     return select_images()  # pylint: disable=no-value-for-parameter
@@ -183,9 +185,9 @@ class Executor(BaseExampleGenExecutor):
     proto_utils.json_to_proto(
         exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
     patterns = [split.pattern for split in input_config.splits]
-    shown = {path: image_files.display_path(path) for path in self._contents.images}
+    shown = {path: file_paths.display_path(path) for path in self._contents.images}
     selected = [path for path in self._contents.images
-                if any(image_files.matches(shown[path], p) for p in patterns)]
+                if any(image_listing.matches(shown[path], p) for p in patterns)]
 
     read = (
         pipeline
@@ -205,7 +207,7 @@ class Executor(BaseExampleGenExecutor):
     example_splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
 
     unselected = [shown[path] for path in sorted(set(self._contents.images) - set(selected))]
-    ignored = sorted([image_files.display_path(path) for path in self._contents.others]
+    ignored = sorted([file_paths.display_path(path) for path in self._contents.others]
                      + unselected)
     unlisted = [{"path": r.path, "reason": r.reason} for r in self._contents.unlisted]
     quarantined = (

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from components import export
+from components import names
 from components import training_data
 from serving import client
 
@@ -69,9 +69,9 @@ def expected(model_path: str, canaries: Canaries) -> Tuple[int, Dict[str, Answer
   """The candidate's own answers in this process, through the same two signatures:
   (scale, {"bytes": ..., "floats": ...})."""
   loaded = tf.saved_model.load(model_path)
-  pngs = loaded.signatures[export.SERVING_SIGNATURE](
+  pngs = loaded.signatures[names.SERVING_SIGNATURE](
       images=tf.constant(canaries.pngs))[client.OUTPUT_KEY].numpy()
-  sr = loaded.signatures[export.FLOAT_SIGNATURE](
+  sr = loaded.signatures[names.FLOAT_SIGNATURE](
       **{FLOAT_INPUT_KEY: tf.constant(canaries.lr)})[FLOAT_OUTPUT_KEY].numpy()
   return int(loaded.scale.numpy()), {"bytes": Answers([decode_png(png) for png in pngs]),
                                      "floats": Answers(list(sr))}
@@ -95,7 +95,7 @@ def grpc_floats(target: str, name: str, canaries: Canaries) -> Answers:
   from tensorflow_serving.apis import prediction_service_pb2_grpc
   request = predict_pb2.PredictRequest()
   request.model_spec.name = name
-  request.model_spec.signature_name = export.FLOAT_SIGNATURE
+  request.model_spec.signature_name = names.FLOAT_SIGNATURE
   request.inputs[FLOAT_INPUT_KEY].CopyFrom(tf.make_tensor_proto(canaries.lr))
   with grpc.insecure_channel(target, options=[
       ("grpc.max_receive_message_length", client.MAX_GRPC_MESSAGE_BYTES)]) as channel:

@@ -32,6 +32,7 @@ from tfx.types.standard_artifacts import TransformGraph
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
+from components import errors
 from components.infra_validator import canary
 from components.infra_validator import server_process
 from serving import launcher
@@ -142,7 +143,7 @@ def validate(model_path: str, eval_split_uri: str, transform_graph_uri: str, mod
   try:
     launcher.serving_python()
   except launcher.ServingEnvironmentMissing as error:
-    raise ValueError(
+    raise errors.SuperresError(
         f"InfraValidator cannot start the model server: {error}. Run `make serving-env`; "
         f"in a container, set SUPERRES_SERVING_PYTHON to a Python with "
         f"requirements/serving.lock installed.") from None

@@ -10,7 +10,6 @@
 import hashlib
 import os
 import time
-from typing import Optional
 
 from absl import logging
 from tfx.components.pusher import component as pusher_component
@@ -22,6 +21,8 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
+
+from components import names
 
 STAGING_PREFIX = ".incoming-"
 
@@ -36,15 +37,6 @@ def _tree_digest(root: str) -> str:
       with fileio.open(path, "rb") as f:
         digest.update(hashlib.sha256(f.read()).digest())
   return digest.hexdigest()
-
-
-def newest_version(base_directory: str) -> Optional[str]:
-  if not fileio.exists(base_directory):
-    return None
-  versions = [name.rstrip("/") for name in fileio.listdir(base_directory)]
-  versions = [v for v in versions if v.isdigit()
-              and fileio.exists(os.path.join(base_directory, v, "saved_model.pb"))]
-  return max(versions, key=int) if versions else None
 
 
 def remove_interrupted_pushes(base_directory: str) -> None:
@@ -82,13 +74,15 @@ class Executor(pusher_executor.Executor):
       raise ValueError("The Pusher needs push_destination.filesystem.base_directory.")
     fileio.makedirs(base_directory)
 
-    newest = newest_version(base_directory)
-    if newest and _tree_digest(os.path.join(base_directory, newest)) == _tree_digest(model_path):
-      serving_path, version = os.path.join(base_directory, newest), newest
+    # fileio, not os: the base directory may be a bucket path.
+    versions = names.complete_versions(base_directory, fileio.listdir, fileio.exists)
+    newest = max(versions, default=None)
+    if newest is not None and _tree_digest(versions[newest]) == _tree_digest(model_path):
+      serving_path, version = versions[newest], str(newest)
       logging.info("Model identical to the served version %s; nothing copied.", serving_path)
     else:
       # Versions only increase, even when two pushes land in the same second.
-      version = str(max(int(time.time()), int(newest or 0) + 1))
+      version = str(max(int(time.time()), (newest or 0) + 1))
       serving_path = push_atomically(model_path, base_directory, version)
       logging.info("Model pushed to %s.", serving_path)
     io_utils.copy_dir(model_path, model_push.uri)

@@ -1,27 +1,24 @@
-"""Image files in a folder or bucket: finding them, reading and checking one.
+"""One image file: reading it, checking it and making it decodable by TensorFlow.
 
 Plain Python (Pillow and the os module; tf.io.gfile for bucket paths such as
-gs://, imported only for them). The image ExampleGen runs these functions inside
-its Beam pipeline, the CLI calls `list_image_files` before it builds one, and
+gs://, imported only for them). The image ExampleGen runs `read_image` inside
+its Beam pipeline on every listed file (components.image_listing), and
 `superres upscale` checks its input with `read_file` and `load_image` before
 TensorFlow loads.
 
 A readable image becomes an `ImageRecord` whose bytes `tf.io.decode_image`
 turns into the upright picture. Anything else raises `UnusableImageError` whose
 str() is a short reason saying what is wrong and what to do, so the caller can
-quarantine the file (or name it in one line) instead of failing.
+quarantine the file (or name it in one line, with `display_path`) instead of
+failing.
 """
 import dataclasses
 import errno
-import fnmatch
-import hashlib
-import heapq
 import io
 import os
-import posixpath
 import re
 import stat
-from typing import Iterable, Iterator, List, Tuple, Union
+from typing import Union
 import warnings
 
 import numpy as np
@@ -29,7 +26,9 @@ from PIL import ExifTags
 from PIL import Image
 from PIL import ImageOps
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from components import errors
+from components import file_paths
+
 # Pillow formats opened at all; a file of any other format is "not an image".
 PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 
@@ -55,32 +54,12 @@ _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 _16_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 _FORMAT_NAMES = "JPEG, PNG, BMP, GIF, TIFF or WebP"
 
+# Callers that refuse a file name it in the same message.
+display_path = file_paths.display_path
 
-class NoImagesError(ValueError):
-  """The input folder is missing, unreadable or holds no image files."""
 
-
-class UnusableImageError(ValueError):
+class UnusableImageError(errors.SuperresError):
   """A file that cannot be used as an image; str() says why and what to do."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Rejected:
-  """A folder (path ending in '/') left out while listing, and why."""
-  path: str  # relative to the input folder, as display_path shows it
-  reason: str
-
-
-@dataclasses.dataclass(frozen=True)
-class FolderContents:
-  """Files under an input folder, as paths relative to it ('/'-separated), sorted.
-
-  Local names that are not UTF-8 keep their bytes as surrogate escapes (as
-  os.listdir gives them), so they can be opened; show them with display_path.
-  """
-  images: List[str]  # files with an image extension
-  others: List[str]  # files without one: ignored
-  unlisted: List[Rejected]  # subfolders not listed: unreadable, or links to folders already read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,203 +73,6 @@ class ImageRecord:
   reencoded: bool  # False when `encoded` is the original file
 
 
-def is_image_path(path: str) -> bool:
-  return path.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def matches(relative_path: str, pattern: str) -> bool:
-  """Split patterns select files by relative path; '*' also crosses subfolders."""
-  return fnmatch.fnmatchcase(relative_path, pattern)
-
-
-def display_path(path: Union[str, bytes, os.PathLike]) -> str:
-  """A path as valid UTF-8 text, bytes of a name that is not UTF-8 shown as \\xNN.
-
-  For messages, reports and the FILENAME feature; open files by the path itself.
-  """
-  return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _is_remote(path: str) -> bool:
-  return "://" in path
-
-
-def _tf():
-  """TensorFlow, for bucket paths only: loading it takes seconds."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  return tf
-
-
-def scan_folder(input_base: str) -> FolderContents:
-  """Walks the whole tree under `input_base`.
-
-  Symbolic links to folders are followed, each folder being listed once: a link
-  to a folder already read (a loop back to a folder above it, or a second path
-  to one) goes to `unlisted` with its reason, so the walk always ends and no
-  image is read twice.
-
-  Raises:
-    NoImagesError: the folder does not exist, cannot be listed or holds no image.
-  """
-  base = input_base.rstrip("/") or "/"
-  walk = _walk_bucket if _is_remote(base) else _walk_local
-  images, others, unlisted = [], [], []
-  for item in walk(input_base, base):
-    if isinstance(item, Rejected):
-      unlisted.append(item)
-    elif is_image_path(item):
-      images.append(item)
-    else:
-      others.append(item)
-  if not images:
-    raise NoImagesError(
-        f"The input folder {input_base} holds no images "
-        f"({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}, searched in subfolders "
-        "too); put image files in it or pass another folder.")
-  return FolderContents(sorted(images), sorted(others), sorted(
-      unlisted, key=lambda r: r.path))
-
-
-def _walk_local(input_base: str, base: str) -> Iterator[Union[str, Rejected]]:
-  """Relative paths of the files under a local folder, and the subfolders left out."""
-  if not os.path.isdir(base):
-    raise NoImagesError(_missing_folder(input_base))
-  listed = {}  # real path of every folder listed -> its relative path
-  # Linked folders wait until no plain one is left, so that of two paths to a
-  # folder a link is the one left out; of two links, the second in path order.
-  plain, linked = [""], []  # a stack and a heap
-  while plain or linked:
-    folder = plain.pop() if plain else heapq.heappop(linked)
-    path = os.path.join(base, folder) if folder else base
-    real = os.path.realpath(path)
-    if real in listed:
-      yield Rejected(display_path(folder) + "/", _second_path_reason(path, listed[real]))
-      continue
-    try:
-      with os.scandir(path) as scanned:
-        entries = list(scanned)
-    except OSError as error:
-      if not folder:
-        raise NoImagesError(_unlistable_folder(input_base, _os_reason(error))) from error
-      yield Rejected(display_path(folder) + "/", _unlisted_reason(_os_reason(error)))
-      continue
-    listed[real] = folder
-    for entry in entries:
-      relative = posixpath.join(folder, entry.name)
-      if not _is_folder(entry):
-        yield relative
-      elif entry.is_symlink():
-        heapq.heappush(linked, relative)
-      else:
-        plain.append(relative)
-
-
-def _walk_bucket(input_base: str, base: str) -> Iterator[Union[str, Rejected]]:
-  """Relative paths of the files under a bucket path, and the subfolders left out."""
-  tf = _tf()
-  if not tf.io.gfile.isdir(base):
-    raise NoImagesError(_missing_folder(input_base))
-  pending = [""]
-  while pending:
-    folder = pending.pop()
-    try:
-      names = tf.io.gfile.listdir(posixpath.join(base, folder) if folder else base)
-    except tf.errors.OpError as error:
-      if not folder:
-        raise NoImagesError(_unlistable_folder(input_base, _tf_reason(error))) from error
-      yield Rejected(folder + "/", _unlisted_reason(_tf_reason(error)))
-      continue
-    for name in names:
-      # Buckets list subfolders with a trailing '/'; some file systems need a check.
-      relative = posixpath.join(folder, name.rstrip("/"))
-      if name.endswith("/") or tf.io.gfile.isdir(posixpath.join(base, relative)):
-        pending.append(relative)
-      else:
-        yield relative
-
-
-def _is_folder(entry: os.DirEntry) -> bool:
-  try:
-    return entry.is_dir()  # follows links; False for a link that loops or leads nowhere
-  except OSError:
-    return False  # listed as a file: read_file says what is wrong with it
-
-
-def _missing_folder(input_base: str) -> str:
-  return (f"The input folder {input_base} does not exist or is not a folder; "
-          "pass a folder that holds your images.")
-
-
-def _unlistable_folder(input_base: str, reason: str) -> str:
-  return f"The input folder {input_base} cannot be listed ({reason}); check its permissions."
-
-
-def _unlisted_reason(reason: str) -> str:
-  return f"folder could not be listed ({reason}), so the images in it were not read"
-
-
-def _second_path_reason(path: str, first: str) -> str:
-  """Why a (linked) folder whose real path was listed already is left out."""
-  link = f"{display_path(os.path.basename(path))} -> {_link_target(path)}"
-  real = os.path.realpath(path)
-  parent = os.path.realpath(os.path.dirname(path))
-  if parent == real or parent.startswith(real.rstrip(os.sep) + os.sep):
-    return f"symbolic link loop ({link}, a folder above it); not followed"
-  shown = display_path(first) + "/" if first else "the input folder"
-  return (f"symbolic link to {shown}, which is read already ({link}); not followed, "
-          "so its images are not read twice")
-
-
-def _link_target(path: str) -> str:
-  try:
-    return display_path(os.readlink(path))
-  except OSError:
-    return display_path(os.path.realpath(path))
-
-
-def list_image_files(input_base: str) -> List[str]:
-  """Relative paths of every image file under `input_base`, sorted.
-
-  Raises:
-    NoImagesError: the folder does not exist, cannot be listed or holds no image.
-  """
-  return scan_folder(input_base).images
-
-
-def fingerprint(input_base: str, patterns: Iterable[str] = ("*",)) -> str:
-  """Changes whenever a selected file is added, removed, renamed or rewritten.
-
-  Covers every file the patterns select at any depth (images and ignored files,
-  since both show in the ExampleGen's output), by path, size and mtime.
-  """
-  contents = scan_folder(input_base)
-  patterns = list(patterns)
-  digest = hashlib.sha256()
-  count = total_bytes = 0
-  for path in sorted(contents.images + contents.others):
-    if not any(matches(display_path(path), pattern) for pattern in patterns):
-      continue  # as the executor selects them
-    size, mtime_ns = _size_and_mtime(os.path.join(input_base, path))
-    digest.update(f"{path}\0{size}\0{mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    count += 1
-    total_bytes += max(size, 0)
-  for rejected in contents.unlisted:
-    digest.update(f"{rejected.path}\0unlisted\n".encode("utf-8"))
-  return f"files:{count},bytes:{total_bytes},sha256:{digest.hexdigest()}"
-
-
-def _size_and_mtime(path: str) -> Tuple[int, int]:
-  """(-1, -1) for a file that cannot be looked at (a broken link): read_file says why."""
-  if _is_remote(path):
-    info = _tf().io.gfile.stat(path)
-    return info.length, info.mtime_nsec
-  try:
-    info = os.stat(path)
-  except OSError:
-    return -1, -1
-  return info.st_size, info.st_mtime_ns
-
-
 def read_file(path: Union[str, os.PathLike]) -> bytes:
   """The bytes of one file (local or bucket path), read whole.
 
@@ -300,7 +82,7 @@ def read_file(path: Union[str, os.PathLike]) -> bytes:
       nowhere, no permission to read it, or over MAX_FILE_BYTES.
   """
   path = os.fsdecode(os.fspath(path))
-  if _is_remote(path):
+  if file_paths.is_remote(path):
     return _read_bucket_file(path)
   try:
     info = os.stat(path)
@@ -316,13 +98,13 @@ def read_file(path: Union[str, os.PathLike]) -> bytes:
 
 
 def _read_bucket_file(path: str) -> bytes:
-  tf = _tf()
+  tf = file_paths.tensorflow()
   try:
     _check_file_size(tf.io.gfile.stat(path).length)
     with tf.io.gfile.GFile(path, "rb") as f:
       return f.read()
   except tf.errors.OpError as error:
-    raise UnusableImageError(f"cannot be read ({_tf_reason(error)})") from error
+    raise UnusableImageError(f"cannot be read ({file_paths.tf_reason(error)})") from error
 
 
 def _check_file_size(size: int) -> None:
@@ -344,16 +126,16 @@ def _file_kind(mode: int) -> str:
 
 def _unreadable_reason(error: OSError, path: str) -> str:
   if error.errno == errno.ELOOP:
-    return (f"symbolic link loop ({display_path(os.path.basename(path))} -> "
-            f"{_link_target(path)}); fix or remove the link")
+    return (f"symbolic link loop ({file_paths.display_path(os.path.basename(path))} -> "
+            f"{file_paths.link_target(path)}); fix or remove the link")
   if error.errno == errno.ENOENT and os.path.islink(path):
-    return (f"symbolic link to {_link_target(path)}, which does not exist; "
+    return (f"symbolic link to {file_paths.link_target(path)}, which does not exist; "
             "fix or remove the link")
   if error.errno == errno.ENOENT:
     return "no such file"
   if error.errno in (errno.EACCES, errno.EPERM):
     return "cannot be read (permission denied); check the file's permissions"
-  return f"cannot be read ({_os_reason(error)})"
+  return f"cannot be read ({file_paths.os_reason(error)})"
 
 
 def read_image(path: Union[str, os.PathLike]) -> ImageRecord:
@@ -506,21 +288,3 @@ _TEXT_BYTES = bytes({7, 8, 9, 10, 12, 13, 27} | set(range(0x20, 0x100)) - {0x7F}
 
 def _corrupt_reason(error: Exception) -> str:
   return f"damaged or truncated image data ({error}); copy the file again or remove it"
-
-
-def _os_reason(error: OSError) -> str:
-  if error.errno in (errno.EACCES, errno.EPERM):
-    return "permission denied"
-  if error.errno == errno.ENOENT:
-    return "it no longer exists"
-  return (error.strerror or str(error)).lower()
-
-
-def _tf_reason(error) -> str:
-  """The reason of a tf.errors.OpError, for bucket paths."""
-  tf = _tf()
-  if isinstance(error, tf.errors.PermissionDeniedError):
-    return "permission denied"
-  if isinstance(error, tf.errors.NotFoundError):
-    return "it no longer exists"
-  return error.message

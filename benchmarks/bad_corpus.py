@@ -13,9 +13,10 @@ from typing import Dict, List, Optional
 import numpy as np
 from PIL import Image
 
-from components import image_files
+from benchmarks import image_samples
+from components import file_paths
+from components import image_decoding
 from pipeline import configs
-from tests import test_image_files as samples
 
 INGESTED = "ingested"
 # Decodable pictures the ExampleGen leaves out yet `superres upscale` takes.
@@ -24,18 +25,19 @@ NOT_UTF8_NAME = b"caf\xe9.png"  # Latin-1 'café.png', as old archives hold it
 
 # Between the ExampleGen's minimum side and the smallest training tile of any
 # profile: ingested, and resized up by Transform.
-BELOW_PATCH_SIDE = image_files.MIN_SIDE + 4
+BELOW_PATCH_SIDE = image_decoding.MIN_SIDE + 4
 assert BELOW_PATCH_SIDE < min(p.hr_size for p in configs.PROFILES.values())
 assert BELOW_PATCH_SIDE < min(p.patch_size for p in configs.PROFILES.values())
 
 
 def gray_alpha_png() -> bytes:
-  pixels = np.dstack([samples.picture()[..., 1], np.full((samples.H, samples.W), 200, np.uint8)])
-  return samples.encode(Image.fromarray(pixels, "LA"), "PNG")
+  alpha = np.full((image_samples.H, image_samples.W), 200, np.uint8)
+  pixels = np.dstack([image_samples.picture()[..., 1], alpha])
+  return image_samples.encode(Image.fromarray(pixels, "LA"), "PNG")
 
 
 def truncated_png() -> bytes:
-  data = samples.encode(Image.fromarray(samples.picture()), "PNG")
+  data = image_samples.encode(Image.fromarray(image_samples.picture()), "PNG")
   return data[:len(data) // 2]
 
 
@@ -45,42 +47,44 @@ def html_page() -> bytes:
 
 
 def png_of(height: int, width: int, invert: bool = False) -> bytes:
-  pixels = samples.picture(height, width)
-  return samples.encode(Image.fromarray(255 - pixels if invert else pixels), "PNG")
+  pixels = image_samples.picture(height, width)
+  return image_samples.encode(Image.fromarray(255 - pixels if invert else pixels), "PNG")
 
 
 def write_corpus(folder: str) -> Dict[str, str]:
   """Writes the corpus into `folder` (which must exist); returns the expected outcomes.
 
   Keys are paths relative to `folder` as the ExampleGen reports them
-  (image_files.display_path; folders end with '/'); values are INGESTED or words
+  (file_paths.display_path; folders end with '/'); values are INGESTED or words
   of the quarantine reason.
   """
   files = {
       "empty.jpg": (b"", "empty file (0 bytes)"),
-      "truncated.jpg": (samples.truncated_jpeg(), "damaged or truncated"),
+      "truncated.jpg": (image_samples.truncated_jpeg(), "damaged or truncated"),
       "truncated.png": (truncated_png(), "damaged or truncated"),
       "notes.jpg": (b"shopping list: milk, eggs\n", "not an image format that can be read "
                     "(it holds text)"),
       "page.png": (html_page(), "not an image format that can be read (it holds an HTML page"),
-      "deep16.png": (samples.deep_png(), INGESTED),
-      "gray.png": (samples.gray_png(), INGESTED),
+      "deep16.png": (image_samples.deep_png(), INGESTED),
+      "gray.png": (image_samples.gray_png(), INGESTED),
       "gray_alpha.png": (gray_alpha_png(), INGESTED),
-      "rgba.png": (samples.rgba_png(), INGESTED),
-      "palette.png": (samples.palette_png(), INGESTED),
-      "cmyk.jpg": (samples.cmyk_jpeg(), INGESTED),
-      "rotated.jpg": (samples.rotated_jpeg(), INGESTED),
-      "animated.gif": (samples.animated_gif(), INGESTED),
-      "one_pixel.png": (samples.tiny_png(), "1 x 1 pixels, smaller than the minimum of "
-                        f"{image_files.MIN_SIDE} pixels per side"),
+      "rgba.png": (image_samples.rgba_png(), INGESTED),
+      "palette.png": (image_samples.palette_png(), INGESTED),
+      "cmyk.jpg": (image_samples.cmyk_jpeg(), INGESTED),
+      "rotated.jpg": (image_samples.rotated_jpeg(), INGESTED),
+      "animated.gif": (image_samples.animated_gif(), INGESTED),
+      "one_pixel.png": (image_samples.tiny_png(), "1 x 1 pixels, smaller than the minimum of "
+                        f"{image_decoding.MIN_SIDE} pixels per side"),
       "below_patch.png": (png_of(BELOW_PATCH_SIDE, BELOW_PATCH_SIDE), INGESTED),
-      "bomb.png": (samples.png_declaring(40000, 40000), "over the limit of "
-                   f"{image_files.MAX_PIXELS / 1e6:g} megapixels (a possible decompression bomb)"),
+      "bomb.png": (image_samples.png_declaring(40000, 40000), "over the limit of "
+                   f"{image_decoding.MAX_PIXELS / 1e6:g} megapixels (a possible "
+                   "decompression bomb)"),
       # Byte-identical copies: the first in path order is the one kept.
-      "dup_a.jpg": (samples.rgb_jpeg(), INGESTED),
-      "dup_b.jpg": (samples.rgb_jpeg(), "duplicate of dup_a.jpg"),
-      "more/dup_c.jpg": (samples.rgb_jpeg(), "duplicate of dup_a.jpg"),
-      "unreadable.png": (png_of(samples.H, samples.W + 2), "cannot be read (permission denied)"),
+      "dup_a.jpg": (image_samples.rgb_jpeg(), INGESTED),
+      "dup_b.jpg": (image_samples.rgb_jpeg(), "duplicate of dup_a.jpg"),
+      "more/dup_c.jpg": (image_samples.rgb_jpeg(), "duplicate of dup_a.jpg"),
+      "unreadable.png": (png_of(image_samples.H, image_samples.W + 2),
+                         "cannot be read (permission denied)"),
   }
   expected = {}
   for name, (data, outcome) in files.items():
@@ -90,8 +94,8 @@ def write_corpus(folder: str) -> Dict[str, str]:
     expected[name] = outcome
 
   with open(os.path.join(os.fsencode(folder), NOT_UTF8_NAME), "wb") as f:
-    f.write(png_of(samples.H + 2, samples.W))
-  expected[image_files.display_path(NOT_UTF8_NAME)] = INGESTED
+    f.write(png_of(image_samples.H + 2, image_samples.W))
+  expected[file_paths.display_path(NOT_UTF8_NAME)] = INGESTED
 
   os.makedirs(os.path.join(folder, "loops"))
   os.symlink("..", os.path.join(folder, "loops", "back"))  # back to the corpus folder
