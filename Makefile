@@ -15,6 +15,7 @@ serving-env: env
 	@scripts/setup_serving_env.sh
 
 test: env serving-env
+	.venv/bin/ruff check .
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -100,6 +100,8 @@ def run(options: RunOptions) -> run_summary.RunSummary:
   except Exception as error:  # pylint: disable=broad-except
     storage.raise_if_storage_failure(error, options.pipeline_root)
     raise
+  finally:
+    printer.close()  # a live bar must not outlive the run
   summary = run_summary.latest_run(pipeline.metadata_connection_config)
   summary.log_path = log_path
   return summary

@@ -19,8 +19,11 @@ def _scores_rows(metrics: Dict) -> List[List[str]]:
 
 def format_summary(summary) -> str:
   parts = ["", "Run summary", "==========="]
-  parts.append(table([[node, outcome] for node, outcome in summary.outcomes.items()],
-                     ["component", "outcome"]))
+  # The progress lines above already name every component; the table only when some
+  # component did not finish (failed, skipped by the data checks, still running).
+  if any(outcome not in ("complete", "cached") for outcome in summary.outcomes.values()):
+    parts.append(table([[node, outcome] for node, outcome in summary.outcomes.items()],
+                       ["component", "outcome"]))
   parts.append(f"Reused from cache: {summary.cached_count} of {len(summary.outcomes)} components")
   if summary.ingested is not None:
     parts.append(f"Images ingested: {summary.ingested}; quarantined: {len(summary.quarantined)}")
