@@ -1,7 +1,7 @@
 """Compiles the same DAG for Kubeflow Pipelines / Vertex AI Pipelines (PipelineJob JSON).
 
   superres compile --kubeflow OUT.json [--profile default] [--scale 2] ...
-  (or python -m kubeflow.kubeflow_v2_runner OUT.json [...]; see kubeflow/README.md)
+  python -m kubeflow.kubeflow_v2_runner OUT.json [the same options]  (see kubeflow/README.md)
 
 User code is referenced by dotted path (components.trainer.run_fn, ...) and installed
 in the container image, so compiling needs neither credentials nor a network.
@@ -10,13 +10,14 @@ data_root, profile, scale, train_steps and serving_dir are run parameters: the
 compiled values are their defaults, and a submission may set any of them. Every task
 starts through kubeflow/run_executor.py, which applies them (run_parameters.py).
 """
+import argparse
 import dataclasses
 import os
-import sys
 from typing import Dict, Optional
 
 from tfx import v1 as tfx
 
+from kubeflow import compile_options
 from kubeflow import run_executor
 from kubeflow import run_parameters
 from pipeline import configs
@@ -78,11 +79,13 @@ def compile_pipeline(output_path: str, profile: str = configs.DEFAULT_PROFILE,
   return output_path
 
 
-def main(argv=None) -> int:
-  """OUT.json [options]: `superres compile --kubeflow`, whose parser holds the options."""
-  from superres import cli  # pylint: disable=import-outside-toplevel
-  return cli.main(["compile", "--kubeflow", *(sys.argv[1:] if argv is None else argv)])
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("output", metavar="OUT.json")
+  args = compile_options.add_arguments(parser).parse_args(argv)
+  print(compile_pipeline(args.output, args.profile, args.scale, args.image, args.pipeline_root,
+                         args.data_root, args.serving_dir, args.train_steps))
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  main()

@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from components import errors  # pylint: disable=wrong-import-position
+from kubeflow import compile_options  # pylint: disable=wrong-import-position
 from pipeline import configs  # pylint: disable=wrong-import-position
 from serving import launcher  # pylint: disable=wrong-import-position  (imports no TensorFlow)
 
@@ -125,22 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
       "compile", help="compile the pipeline for Kubeflow Pipelines / Vertex AI Pipelines")
   compile_.add_argument("--kubeflow", required=True, metavar="OUT.json",
                         help="where to write the PipelineJob spec (Kubeflow V2 JSON)")
-  compile_.add_argument("--image", default=configs.KUBEFLOW_IMAGE,
-                        help="container image of every step (kubeflow/Dockerfile)")
-  compile_.add_argument("--pipeline-root", default=configs.KUBEFLOW_PIPELINE_ROOT,
-                        help="bucket path for the pipeline's artifacts")
-  # The run parameters of the compiled pipeline: these set their defaults.
-  compile_.add_argument("--data-root", default=configs.KUBEFLOW_DATA_ROOT,
-                        help="default of the data_root run parameter (image folder)")
-  compile_.add_argument("--serving-dir", default=configs.KUBEFLOW_SERVING_DIR,
-                        help="default of serving_dir: the Pusher writes "
-                        "<serving-dir>/<model name>/<version>/")
-  compile_.add_argument("--profile", default=configs.DEFAULT_PROFILE,
-                        choices=sorted(configs.PROFILES), help="default of profile")
-  compile_.add_argument("--scale", type=_scale, default=configs.DEFAULT_SCALE,
-                        help="default of scale")
-  compile_.add_argument("--train-steps", type=_steps, metavar="N",
-                        help="default of train_steps (default: the profile's)")
+  compile_options.add_arguments(compile_, scale_type=_scale, steps_type=_steps)
 
   runs = commands.add_parser(
       "runs", help="past pipeline runs of every model: data, scores, verdict, pushed version")
