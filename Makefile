@@ -3,7 +3,7 @@ PROFILE ?= default
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test env serving-env clean
+.PHONY: run test env serving-env data clean
 
 env:
 	@scripts/setup_env.sh
@@ -17,6 +17,10 @@ serving-env: env
 test: env serving-env
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# Optional: about 110 more photos from Debian packages (see `superres data fetch --help`).
+data: env
+	.venv/bin/superres data fetch
 
 clean:
 	rm -rf .venv .venv-serving build *.egg-info

@@ -139,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
   lineage.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
   lineage.add_argument("--model", type=_model_name,
                        help="the model the version belongs to, when several have that version")
+
+  data = commands.add_parser("data", help="more training photos, from Debian packages")
+  data_commands = data.add_subparsers(dest="data_command", required=True, metavar="{fetch}",
+                                      parser_class=_Parser)
+  fetch = data_commands.add_parser(
+      "fetch", help="download wallpaper and game-background packages with apt-get and "
+      "stage their photos, a manifest and the licences (about 640 MB of downloads)")
+  fetch.add_argument("--out", default=os.path.join(configs.HOME, "data", "corpus"),
+                     help="folder for the photos (default: %(default)s); pass it to "
+                     "`superres run --data`")
   return parser
 
 
@@ -328,8 +338,26 @@ def _lineage(args) -> int:
   return 0
 
 
+def _data(args) -> int:
+  from superres import corpus  # pylint: disable=import-outside-toplevel
+  try:
+    result = corpus.fetch(args.out)
+  except corpus.MissingToolError as error:
+    raise UsageError(str(error)) from None
+  print(f"Staged {corpus.count_of(len(result.photos))} ({result.megapixels:.0f} MP, "
+        f"{result.megabytes:.0f} MB) in {args.out}, listed with their sources and "
+        f"licences in {corpus.MANIFEST}; train on them with `superres run --data {args.out}`")
+  if result.failed:
+    print(f"superres: error: {len(result.failed)} package(s) could not be fetched: "
+          f"{', '.join(result.failed)}; what was staged stays, and a second call resumes. "
+          "--data accepts any folder of photos instead, e.g. DIV2K", file=sys.stderr)
+    return FAILURE
+  return 0
+
+
 COMMANDS = {"run": _run, "upscale": _upscale, "evaluate": _evaluate, "report": _report,
-            "serve": _serve, "compile": _compile, "runs": _runs, "lineage": _lineage}
+            "serve": _serve, "compile": _compile, "runs": _runs, "lineage": _lineage,
+            "data": _data}
 
 
 def main(argv=None) -> int:
