@@ -1,4 +1,6 @@
 """Scoring and the blessing rule of the SuperResolutionEvaluator."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -53,3 +55,14 @@ def test_blessing_needs_the_margin_over_bicubic_and_no_regression(candidate, bas
   verdict, text = scoring.blessing_verdict(candidate, baseline, min_gain_db=0.5,
                                            max_regression_db=0.05)
   assert verdict is blessed and reason in text
+
+
+def test_no_profile_may_loosen_the_regression_gate():
+  """A profile may demand more than the project's tolerance, never less."""
+  from pipeline import configs  # pylint: disable=import-outside-toplevel
+  assert all(profile.max_regression_db <= configs.MAX_REGRESSION_DB
+             for profile in configs.PROFILES.values())
+  with pytest.raises(ValueError, match="above the project's limit"):
+    dataclasses.replace(configs.PROFILES["smoke"], max_regression_db=1.0)
+  stricter = dataclasses.replace(configs.PROFILES["smoke"], max_regression_db=0.0)
+  assert stricter.max_regression_db == 0.0
