@@ -132,12 +132,12 @@ class GrpcClient:
     self.close()
 
 
-def _decode_png(data: bytes) -> np.ndarray:
+def decode_png(data: bytes) -> np.ndarray:
   with Image.open(io.BytesIO(data)) as image:
     return np.asarray(image.convert("RGB"))
 
 
-def _encode_png(pixels: np.ndarray) -> bytes:
+def encode_png(pixels: np.ndarray) -> bytes:
   buffer = io.BytesIO()
   Image.fromarray(pixels).save(buffer, format="PNG")
   return buffer.getvalue()
@@ -164,7 +164,7 @@ def upscale_array(client, pixels: np.ndarray, tile_size: int = tiling.TILE_SIZE,
   for tile in tiling.tiles(height, width, tile_size, tile_margin):
     outer = tile.outer
     lr = pixels[outer.top:outer.bottom, outer.left:outer.right]
-    tile_sr = _decode_png(client.predict([_encode_png(np.ascontiguousarray(lr))])[0])
+    tile_sr = decode_png(client.predict([encode_png(np.ascontiguousarray(lr))])[0])
     tile_scale = tile_sr.shape[0] // lr.shape[0]
     if tile_sr.shape[:2] != (lr.shape[0] * tile_scale, lr.shape[1] * tile_scale) or tile_scale < 1:
       raise ServingError(f"the server returned {tile_sr.shape[1]}x{tile_sr.shape[0]} for a "
@@ -198,7 +198,7 @@ def upscale_bytes(client, data: bytes, tile_size: int = tiling.TILE_SIZE,
   except (UnidentifiedImageError, OSError, SyntaxError) as error:
     raise ValueError(f"not an image that can be read ({error}); send PNG, JPEG, BMP, GIF "
                      f"or WebP bytes") from None
-  return _encode_png(upscale_array(client, pixels, tile_size, tile_margin))
+  return encode_png(upscale_array(client, pixels, tile_size, tile_margin))
 
 
 def upscale_rest(url: str, name: str, data: bytes, **tile_options) -> bytes:

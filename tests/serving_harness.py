@@ -7,7 +7,6 @@ apart; local() is what a version gives in this process.
 """
 import argparse
 import contextlib
-import io
 import os
 import shutil
 import signal
@@ -17,12 +16,12 @@ import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
-from PIL import Image
 import requests
 
 from components import export
 from components.models import registry
 from pipeline import configs
+from serving import client
 from serving import launcher
 from superres import inference
 
@@ -39,15 +38,8 @@ def serving_environment_missing() -> bool:
   return not os.access(SERVING_PYTHON, os.X_OK)
 
 
-def png(pixels: np.ndarray) -> bytes:
-  buffer = io.BytesIO()
-  Image.fromarray(pixels).save(buffer, format="PNG")
-  return buffer.getvalue()
-
-
-def pixels_of(encoded: bytes) -> np.ndarray:
-  with Image.open(io.BytesIO(encoded)) as image:
-    return np.asarray(image.convert("RGB"))
+png = client.encode_png
+pixels_of = client.decode_png
 
 
 def random_image(height: int, width: int, seed: int) -> np.ndarray:

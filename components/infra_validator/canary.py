@@ -7,13 +7,11 @@ float signature over gRPC only (serving/protocol.py refuses it over REST, as its
 documents), so floats have no REST request.
 """
 import dataclasses
-import io
 import os
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from components import names
 from components import training_data
@@ -42,17 +40,6 @@ class Answers:
   images: List[np.ndarray]
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
-  buffer = io.BytesIO()
-  Image.fromarray(pixels).save(buffer, format="PNG")
-  return buffer.getvalue()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-  with Image.open(io.BytesIO(data)) as image:
-    return np.asarray(image.convert("RGB"))
-
-
 def from_eval_split(split_uri: str, transform_output, count: int = COUNT,
                     crop: int = CROP) -> Canaries:
   """The first `count` low-resolution eval images, top-left `crop` x `crop` pixels."""
@@ -61,7 +48,7 @@ def from_eval_split(split_uri: str, transform_output, count: int = COUNT,
   if not batches:
     raise ValueError(f"no eval images in {split_uri}")
   lr = np.clip(batches[0][0][:, :crop, :crop, :], 0.0, 1.0).astype(np.float32)
-  pngs = [encode_png(np.round(image * 255.0).astype(np.uint8)) for image in lr]
+  pngs = [client.encode_png(np.round(image * 255.0).astype(np.uint8)) for image in lr]
   return Canaries(lr=lr, pngs=pngs)
 
 
@@ -73,18 +60,18 @@ def expected(model_path: str, canaries: Canaries) -> Tuple[int, Dict[str, Answer
       images=tf.constant(canaries.pngs))[client.OUTPUT_KEY].numpy()
   sr = loaded.signatures[names.FLOAT_SIGNATURE](
       **{FLOAT_INPUT_KEY: tf.constant(canaries.lr)})[FLOAT_OUTPUT_KEY].numpy()
-  return int(loaded.scale.numpy()), {"bytes": Answers([decode_png(png) for png in pngs]),
+  return int(loaded.scale.numpy()), {"bytes": Answers([client.decode_png(png) for png in pngs]),
                                      "floats": Answers(list(sr))}
 
 
 def rest_bytes(url: str, name: str, canaries: Canaries) -> Answers:
   with client.RestClient(url, name) as rest:
-    return Answers([decode_png(png) for png in rest.predict(canaries.pngs)])
+    return Answers([client.decode_png(png) for png in rest.predict(canaries.pngs)])
 
 
 def grpc_bytes(target: str, name: str, canaries: Canaries) -> Answers:
   with client.GrpcClient(target, name) as grpc_client:
-    return Answers([decode_png(png) for png in grpc_client.predict(canaries.pngs)])
+    return Answers([client.decode_png(png) for png in grpc_client.predict(canaries.pngs)])
 
 
 def grpc_floats(target: str, name: str, canaries: Canaries) -> Answers:
