@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 env:
 	@scripts/setup_env.sh
 
-run: env
+run: env serving-env
 	.venv/bin/superres run --profile $(PROFILE) $(RUN_ARGS)
 
 serving-env: env

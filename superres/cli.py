@@ -158,6 +158,9 @@ def _check_path_exists(path: str, what: str) -> None:
 
 
 def _run(args) -> int:
+  # The InfraValidator serves the candidate in the serving environment: say so now,
+  # not after training.
+  launcher.serving_python()
   from superres import bundled_data  # pylint: disable=import-outside-toplevel
   if args.data is None:
     args.data = bundled_data.stage_training_photos(

@@ -87,3 +87,13 @@ def test_upscale_without_a_model_in_an_empty_home_says_what_to_do(tmp_path, caps
   assert cli.main(["upscale", str(photo), str(tmp_path / "out.png"), "--scale", "3"]) == cli.FAILURE
   err = capsys.readouterr().err
   assert "superres-x3" in err and "superres run --scale 3" in err and err.count("\n") == 1
+
+
+def test_run_without_the_serving_environment_stops_before_any_work(tmp_path, capsys,
+                                                                   monkeypatch):
+  monkeypatch.setenv("SUPERRES_SERVING_PYTHON", str(tmp_path / "no-python"))
+  assert cli.main(["run", "--profile", "smoke", "--pipeline-root", str(tmp_path / "root")]) == (
+      cli.FAILURE)
+  err = capsys.readouterr().err
+  assert "serving environment is missing" in err and err.count("\n") == 1
+  assert not (tmp_path / "root").exists()
