@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import image_samples
-from components import file_paths
-from components import image_decoding
-from pipeline import configs
+from superres_tfx.imaging import file_paths
+from superres_tfx.imaging import image_decoding
+from superres_tfx.pipeline import configs
 
 INGESTED = "ingested"
 # Decodable pictures the ExampleGen leaves out yet `superres upscale` takes.

@@ -88,7 +88,7 @@ def _prepare_in_this_process(work_dir: str) -> dict:
 
 
 def _read_in_this_process(path: Optional[str], trusting: bool) -> dict:
-  from components import image_decoding  # pylint: disable=import-outside-toplevel
+  from superres_tfx.imaging import image_decoding  # pylint: disable=import-outside-toplevel
   outcome = "nothing read"
   if trusting:
     from PIL import Image  # pylint: disable=import-outside-toplevel
@@ -106,7 +106,7 @@ def _read_in_this_process(path: Optional[str], trusting: bool) -> dict:
 
 
 def _executor_in_this_process(input_base: str, output_dir: str) -> dict:
-  from components.image_example_gen import executor  # pylint: disable=import-outside-toplevel
+  from superres_tfx.components.image_example_gen import executor  # pylint: disable=import-outside-toplevel
   from benchmarks import ingestion  # pylint: disable=import-outside-toplevel
   examples = ingestion.run_executor(input_base, output_dir)
   with open(os.path.join(examples.uri, executor.QUARANTINE_FILE), encoding="utf-8") as f:

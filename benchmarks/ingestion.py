@@ -10,9 +10,9 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
-from components import features
-from components.image_example_gen import component
-from components.image_example_gen import executor
+from superres_tfx.components import features
+from superres_tfx.components.image_example_gen import component
+from superres_tfx.components.image_example_gen import executor
 
 
 def exec_properties(input_base: str, input_config=None, output_config=None) -> dict:

@@ -1,11 +1,11 @@
 """Phone-photo-sized requests through the real server: memory, time and correctness, as JSON.
 
-Starts `python -m serving` with its default limits on one model, then for each protocol
+Starts `python -m superres_tfx.serving` with its default limits on one model, then for each protocol
 sends `--concurrency` copies of a large JPEG at once (24 MP, 6000x4000, by default)
 and reports the server's peak resident memory while they ran (VmHWM, reset before each
 protocol), its memory with the model loaded, each request's latency, how long the status
 endpoint took to answer meanwhile, the answer's size, and the largest difference from
-the same image upscaled in this process in tiles (superres.inference), in grey levels.
+the same image upscaled in this process in tiles (superres_tfx.inference.upscaling), in grey levels.
 
 Then, as stock TF Serving would run it, the exported `serving_default` signature alone
 (loaded by the serving environment's TensorFlow in a fresh process): its memory growth
@@ -41,10 +41,10 @@ import requests
 
 from benchmarks import output
 from benchmarks import serving as serving_benchmark
-from pipeline import configs
-from serving import client
-from serving import launcher
-from superres import inference
+from superres_tfx.pipeline import configs
+from superres_tfx.serving import client
+from superres_tfx.serving import launcher
+from superres_tfx.inference import upscaling
 
 PHOTO_SIZE = (6000, 4000)  # width, height: a 24 MP phone photo
 JPEG_QUALITY = 90
@@ -150,8 +150,8 @@ def _max_difference(answer: bytes, expected: np.ndarray) -> int:
 
 def _local_tiled(version_dir: str, image: bytes) -> np.ndarray:
   """The same upscaling in this process, tiled as the server tiles with its defaults."""
-  upscaler = inference.Upscaler(version_dir)
-  lr = inference.decode_image(image)
+  upscaler = upscaling.Upscaler(version_dir)
+  lr = upscaling.decode_image(image)
   encoded = b"".join(upscaler.upscale_to_png(
       lr, upscaler.tile_size_for(launcher.DEFAULT_MAX_REQUEST_MEMORY)))
   with Image.open(io.BytesIO(encoded)) as decoded:
@@ -193,8 +193,8 @@ def _signature_memory(work: str, image_path: str, tiled_version: str) -> dict:
   """serving_default as exported (tiled) on the photo and on a crop, and exported to run
   the whole image at once on the crop."""
   # pylint: disable=import-outside-toplevel
-  from components import export
-  from components.models import registry
+  from superres_tfx.components import export
+  from superres_tfx.components.models import registry
   crop = os.path.join(work, "crop.png")
   with Image.open(image_path) as image:
     image.crop((0, 0, CROP_SIDE, CROP_SIDE)).save(crop)
@@ -247,7 +247,7 @@ def run(model: str, image_path: str, concurrency: int, protocols: List[str],
   work = tempfile.mkdtemp(prefix="large-requests-")
   try:
     if model:
-      version_dir, description = inference.resolve_model_dir(model), model
+      version_dir, description = upscaling.resolve_model_dir(model), model
     else:
       version_dir, description = serving_benchmark.export_stand_in_model(work)
     if not image_path:

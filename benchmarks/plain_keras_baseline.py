@@ -4,7 +4,7 @@ It trains the calibration recipe of the project's training notes with nothing bu
 Keras and NumPy (no TFX, no Transform, none of the pipeline's model or training
 code) on the same photos the pipeline trains on, and scores the result on the same
 unseen photos with the same scoring code as `superres evaluate`
-(superres.evaluation.evaluate_image: Y channel, BT.601, `scale` border pixels
+(superres_tfx.evaluation.evaluate_image: Y channel, BT.601, `scale` border pixels
 cropped, LR made by components.image_ops.degrade). If the pipeline's default profile
 gains less over bicubic than this script, the pipeline loses something a short
 script keeps.
@@ -16,9 +16,9 @@ do not die into a zero residual; random aligned HR 48x48 / LR 48/s crops from th
 whole photos with the 8 flips/rotations, nearly flat patches mostly skipped; batch
 32, MSE, Adam 1e-3 with cosine decay to 1e-5 over the run.
 
-Training photos: superres.bundled_data.TRAINING_PHOTOS except the pipeline's eval
+Training photos: superres_tfx.bundled_data.TRAINING_PHOTOS except the pipeline's eval
 split (coins.png, ihc.png). Scored photos: the hold-out photos
-(superres.bundled_data.HOLDOUT_PHOTOS, never trained on by anything) and skimage's
+(superres_tfx.bundled_data.HOLDOUT_PHOTOS, never trained on by anything) and skimage's
 coins.png and ihc.png.
 
 A fixed number of steps rather than a time budget keeps the result independent of
@@ -41,11 +41,11 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import output
-from components import image_ops
-from pipeline import configs
-from superres import bundled_data
-from superres import evaluation
-from superres import inference
+from superres_tfx.imaging import image_ops
+from superres_tfx.pipeline import configs
+from superres_tfx import bundled_data
+from superres_tfx import evaluation
+from superres_tfx.inference import upscaling
 
 # The pipeline's eval split of the bundled photos: scored here, never trained on.
 PIPELINE_EVAL_PHOTOS = ("coins.png", "ihc.png")
@@ -119,11 +119,11 @@ def build_model(scale: int) -> keras.Model:
 
 
 def load_photos(paths: Sequence[str], scale: int, max_side: Optional[int] = None) -> List[Photo]:
-  """Photos read as superres.evaluation reads them, optionally centre-cropped to
+  """Photos read as superres_tfx.evaluation reads them, optionally centre-cropped to
   max_side pixels per side, then cropped to a multiple of `scale`."""
   photos = []
   for path in paths:
-    hr = inference.read_image(path)
+    hr = upscaling.read_image(path)
     if max_side is not None:
       top = max(0, (hr.shape[0] - max_side) // 2)
       left = max(0, (hr.shape[1] - max_side) // 2)
@@ -175,7 +175,7 @@ def patch_batches(pairs: Sequence[Tuple[np.ndarray, np.ndarray]], scale: int, ba
 
 
 class KerasUpscaler:
-  """The trained network behind the interface superres.evaluation scores
+  """The trained network behind the interface superres_tfx.evaluation scores
   (`scale`, `upscale(lr)` -> float [sH, sW, 3] clipped to [0, 1])."""
 
   def __init__(self, model: keras.Model, scale: int):
@@ -273,7 +273,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
   try:
     result = run_benchmark(args.steps, args.scale, args.seed, args.train_photos,
                            args.eval_photos, args.max_side, args.batch_size)
-  except ValueError as error:  # also unreadable photos (inference.ImageReadError)
+  except ValueError as error:  # also unreadable photos (upscaling.ImageReadError)
     sys.exit(f"plain_keras_baseline: {error}")
   output.emit(result, args.out)
   return result

@@ -1,10 +1,10 @@
 """Quality, size and speed of super-resolution models, written to one JSON file.
 
 For each model: scale, PSNR/SSIM of the model and of bicubic on a folder of photos
-(superres.evaluation: Y channel, BT.601, `scale` border pixels cropped) and the gain,
+(superres_tfx.evaluation: Y channel, BT.601, `scale` border pixels cropped) and the gain,
 the parameter count (read from the SavedModel's variables), the architecture and its
 multiply-adds per output pixel when known, the checkerboard score of the outputs
-(superres.checkerboard.checkerboard_score) and the time to upscale the folder on
+(superres_tfx.checkerboard.checkerboard_score) and the time to upscale the folder on
 this machine's CPU, per output megapixel, after a warm-up call.
 
 Three modes, run from the repository root:
@@ -25,7 +25,7 @@ Three modes, run from the repository root:
     python -m benchmarks.quality --compare-upsampling --scales 2 3 --steps 200 --out q.json
 
 `--data` defaults to the hold-out photos no model is trained on
-(superres.bundled_data.holdout_photo_paths()).
+(superres_tfx.bundled_data.holdout_photo_paths()).
 
 The architecture of a pushed model is not stored beside it. With `--architecture`
 (and optionally `--width`/`--depth`), or else by trying every architecture and size
@@ -49,16 +49,16 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import output
-from components import export
-from components import image_ops
-from components import metrics
-from components.models import registry
-from pipeline import configs
-from superres import bundled_data
-from superres import checkerboard
-from superres import evaluation
-from superres import inference
-from superres import report
+from superres_tfx.components import export
+from superres_tfx.imaging import image_ops
+from superres_tfx.components import metrics
+from superres_tfx.components.models import registry
+from superres_tfx.pipeline import configs
+from superres_tfx import bundled_data
+from superres_tfx import checkerboard
+from superres_tfx import evaluation
+from superres_tfx.inference import upscaling
+from superres_tfx import report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIABLES_PREFIX = "model/"  # the network's weights inside the exported tf.Module
@@ -161,16 +161,16 @@ def identify_architecture(shapes, scale: int, architecture: Optional[str] = None
 
 
 def _low_resolution_images(data_dir: str, files: Sequence[str], scale: int) -> List[np.ndarray]:
-  """The evaluated files degraded as superres.evaluation degrades them."""
+  """The evaluated files degraded as superres_tfx.evaluation degrades them."""
   images = []
   for name in files:
-    hr = inference.read_image(os.path.join(data_dir, name))
+    hr = upscaling.read_image(os.path.join(data_dir, name))
     hr = image_ops.crop_to_multiple(tf.convert_to_tensor(hr, tf.float32), scale)
     images.append(image_ops.degrade(hr, scale).numpy())
   return images
 
 
-def time_and_checkerboard(upscaler: inference.Upscaler, data_dir: str,
+def time_and_checkerboard(upscaler: upscaling.Upscaler, data_dir: str,
                           files: Sequence[str]) -> Dict:
   """Upscaling time per output megapixel (wall clock and process CPU) and checkerboard measures.
 
@@ -222,7 +222,7 @@ def score_model(model_path: str, data_dir: str, architecture: Optional[str] = No
   add_self_ensemble scores a model exported without self-ensemble as if it had it.
   """
   data_dir = os.path.abspath(os.path.expanduser(data_dir))
-  upscaler = inference.load_model(model_path, add_self_ensemble)
+  upscaler = upscaling.load_model(model_path, add_self_ensemble)
   scores = evaluation.evaluate_folder(upscaler, data_dir)
   shapes = saved_model_weight_shapes(upscaler.version_dir)
   result = {"model": upscaler.version_dir, "scale": upscaler.scale, "images": scores["images"]}
@@ -270,7 +270,7 @@ def train_and_score(profile: str, scales: Sequence[int], data_dir: str, work_dir
     pipeline_root = os.path.join(work_dir, f"pipeline_x{scale}")
     serving_dir = os.path.join(work_dir, f"serving_x{scale}")
     log_path = os.path.join(work_dir, f"run_x{scale}.log")
-    command = [sys.executable, "-m", "superres.cli", "run", "--profile", profile,
+    command = [sys.executable, "-m", "superres_tfx.cli", "run", "--profile", profile,
                "--scale", str(scale), "--pipeline-root", pipeline_root,
                "--serving-dir", serving_dir]
     if train_data:
@@ -303,7 +303,7 @@ def train_and_score(profile: str, scales: Sequence[int], data_dir: str, work_dir
 def _training_pairs(scale: int, seed: int):
   """Endless batches of aligned (LR, HR) random crops of the bundled training photos."""
   rng = np.random.default_rng(seed)
-  photos = [inference.read_image(path) for path in bundled_data.training_photo_paths()]
+  photos = [upscaling.read_image(path) for path in bundled_data.training_photo_paths()]
   photos = [p for p in photos if min(p.shape[:2]) >= COMPARE_PATCH]
   while True:
     crops = []

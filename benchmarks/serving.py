@@ -1,6 +1,6 @@
 """Throughput and latency of the model server, beside in-process calls, as JSON.
 
-Starts `python -m serving` (the serving environment) on free loopback ports with one
+Starts `python -m superres_tfx.serving` (the serving environment) on free loopback ports with one
 model, then for 64x64 and 256x256 PNG inputs and concurrency 1 and 4 measures
 requests/s and p50/p99 latency over REST, gRPC and in-process calls of the same
 SavedModel's serving signature (this process, the pipeline's TensorFlow). Also the
@@ -58,10 +58,10 @@ import requests
 from benchmarks import hardware
 from benchmarks import output
 from benchmarks import ports
-from pipeline import configs
-from serving import client
-from serving import launcher
-from superres import inference
+from superres_tfx.pipeline import configs
+from superres_tfx.serving import client
+from superres_tfx.serving import launcher
+from superres_tfx.inference import upscaling
 
 SIZES = (64, 256)
 CONCURRENCY = (1, 4)
@@ -240,8 +240,8 @@ def stand_in_network():
 def export_stand_in_model(directory: str):
   """(version dir, description) of the stand-in model the module docstring describes."""
   # pylint: disable=import-outside-toplevel
-  from components import export
-  from components.models import registry
+  from superres_tfx.components import export
+  from superres_tfx.components.models import registry
   architecture, scale, width, depth, self_ensemble = stand_in_network()
   path = os.path.join(directory, "1")
   export.export_serving_model(registry.build_model(architecture, scale, width=width, depth=depth),
@@ -256,7 +256,7 @@ def run(model: str, requests_total: int) -> dict:
   process, log = None, None
   try:
     if model:
-      version_dir = description = inference.resolve_model_dir(model)
+      version_dir = description = upscaling.resolve_model_dir(model)
     else:
       version_dir, description = export_stand_in_model(work)
     base = os.path.join(work, configs.MODEL_NAME)
@@ -269,7 +269,7 @@ def run(model: str, requests_total: int) -> dict:
     url, target = f"http://127.0.0.1:{args.rest_port}", f"127.0.0.1:{args.grpc_port}"
     status_url = f"{url}/v1/models/{configs.MODEL_NAME}"
     wait_until(process, log, lambda: requests.get(status_url, timeout=5).status_code == 200)
-    local_model = inference.Upscaler(version_dir)
+    local_model = upscaling.Upscaler(version_dir)
 
     def protocols(image: bytes) -> Dict[str, Callable[[], Callable[[], bytes]]]:
       def rest():
@@ -405,7 +405,7 @@ def _speed_networks() -> List[dict]:
 def _push_version(base: str, version: int, model, scale: int, self_ensemble: bool) -> str:
   """Exports `model` as the next version; the rename makes it appear whole."""
   # pylint: disable=import-outside-toplevel
-  from components import export
+  from superres_tfx.components import export
   staging = os.path.join(base, f"{VERSION_STAGING}-{version}")
   export.export_serving_model(model, scale, staging, self_ensemble=self_ensemble)
   path = os.path.join(base, str(version))
@@ -437,7 +437,7 @@ def _path_costs(version_dir: str, scale: int, macs_per_pixel: float, channels: d
   """The four ways to run one version on the same SPEED_SIDE input."""
   image = _png(SPEED_SIDE)
   lr = np.asarray(Image.open(io.BytesIO(image)), np.float32)[np.newaxis] / 255.0
-  local = inference.Upscaler(version_dir)
+  local = upscaling.Upscaler(version_dir)
   server_cpu = lambda: hardware.process_cpu_seconds(server_pid)
   calls = {
       "in_process_float": (lambda: local.upscale(lr), time.process_time, "in_process"),
@@ -453,7 +453,7 @@ def _path_costs(version_dir: str, scale: int, macs_per_pixel: float, channels: d
 
 def _speed_row(network: dict, macs: float) -> dict:
   # pylint: disable=import-outside-toplevel
-  from components import image_ops
+  from superres_tfx.imaging import image_ops
   architecture, scale, width, depth = network["key"]
   return {"network": f"{architecture} w{width} d{depth} x{scale}",
           "profiles": network["profiles"],
@@ -470,8 +470,8 @@ def _measure_networks(base: str, server: dict, networks: List[dict], probes: dic
   (self_ensemble -> version directory) for the tuning trials.
   """
   # pylint: disable=import-outside-toplevel
-  from components import image_ops
-  from components.models import registry
+  from superres_tfx.imaging import image_ops
+  from superres_tfx.components.models import registry
   rows, version = [], 0
   channels = {"rest": client.RestClient(server["url"]), "grpc": client.GrpcClient(server["target"])}
   try:
@@ -508,7 +508,7 @@ def _tuning_models(networks: List[dict], rows: List[dict]) -> Dict[str, Tuple[st
   network, the default profile's self-ensembled as it ships, the others single pass (an
   ensemble is 8 of them, and 8 times slower to try)."""
   # pylint: disable=import-outside-toplevel
-  from components import image_ops
+  from superres_tfx.imaging import image_ops
   models = {}
   for profile in SPEED_PROFILES:
     candidates = [(row["multiply_adds_per_output_pixel"]["single_pass"], network, row)
@@ -590,7 +590,7 @@ def _tuning(models: Dict[str, Tuple[str, int]]) -> dict:
 def run_speed() -> dict:
   """Probes, then the cost of every served network on every path, then tuning trials."""
   # pylint: disable=import-outside-toplevel
-  from components.models import registry
+  from superres_tfx.components.models import registry
   load_at_start = round(os.getloadavg()[0], 2)
   probes = {"in_process": hardware.probe(),
             "server": json.loads(_serving_env_run("benchmarks.hardware").stdout)}

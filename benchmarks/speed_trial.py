@@ -25,8 +25,8 @@ from typing import Callable, Dict
 import tensorflow as tf
 
 from benchmarks import hardware
-from components import image_ops
-from components import names
+from superres_tfx.imaging import image_ops
+from superres_tfx.core import names
 
 SIDE = 256
 TILES_PER_SIDE = 2  # 2x2 tiles of 128x128

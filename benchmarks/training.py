@@ -2,7 +2,7 @@
 
 Each worker trains the project's network (components.model.build_compiled_model) on
 aligned LR/HR crops of photos bundled with scikit-image, made by Transform's own
-preprocessing (components.preprocessing.make_pairs) and augmented by the Trainer's
+preprocessing (superres_tfx.components.preprocessing.make_pairs) and augmented by the Trainer's
 input functions, under the strategy the Trainer would use
 (components.strategies.make_strategy). As in components/trainer.py, only the chief
 exports the serving model.
@@ -35,12 +35,12 @@ import tensorflow as tf
 
 from benchmarks import output
 from benchmarks import ports as benchmark_ports
-from components import export
-from components import model as model_lib
-from components import preprocessing
-from components import strategies
-from components import training_data
-from superres import bundled_data
+from superres_tfx.components import export
+from superres_tfx.components import model as model_lib
+from superres_tfx.components import preprocessing
+from superres_tfx.components import strategies
+from superres_tfx.components import training_data
+from superres_tfx import bundled_data
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PHOTOS = 4  # distinct photos in the tiny training set

@@ -11,9 +11,9 @@ Evaluator and `superres upscale` all serve the same, ensembled, images.
 import keras
 import tensorflow as tf
 
-from components import footprint
-from components import image_ops
-from components import names
+from superres_tfx.inference import footprint
+from superres_tfx.imaging import image_ops
+from superres_tfx.core import names
 
 # serving_default upscales each image in tiles sized so that one image's network
 # activations stay within this, by the estimate of components.footprint; beside them
@@ -30,8 +30,8 @@ class SuperResolutionModule(tf.Module):
     super().__init__()
     self.model = model
     self.scale = tf.Variable(scale, dtype=tf.int32, trainable=False, name="scale")
-    # Saved, so a loaded model says whether it ensembles (superres.inference.Upscaler);
-    # the Python bool decides the traced graph.
+    # Saved, so a loaded model says whether it ensembles (inference/upscaling.py's
+    # Upscaler); the Python bool decides the traced graph.
     self.self_ensemble = tf.Variable(self_ensemble, trainable=False, name="self_ensemble")
     self._ensemble = self_ensemble
     kernels = [weight.shape for weight in model.weights if len(weight.shape) == 4]

@@ -14,8 +14,8 @@ import os
 import posixpath
 from typing import Iterable, Iterator, List, Tuple, Union
 
-from components import errors
-from components import file_paths
+from superres_tfx.core import errors
+from superres_tfx.imaging import file_paths
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 

@@ -6,8 +6,8 @@ here, through the architecture registry, and train it the same way.
 import keras
 import keras_tuner
 
-from components import metrics
-from components.models import registry
+from superres_tfx.components import metrics
+from superres_tfx.components.models import registry
 
 # Cosine decay ends at this fraction of the peak learning rate.
 LR_DECAY_FLOOR = 0.01

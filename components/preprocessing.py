@@ -1,14 +1,14 @@
 """Transform's preprocessing_fn: encoded images -> aligned high-/low-resolution pairs.
 
-Each image gives a grid of tiles (components/image_ops.tile_grid) so training sees
+Each image gives a grid of tiles (imaging/image_ops.tile_grid) so training sees
 most of every photo at native resolution. Deterministic on purpose: TFX caches
 Transform's output, so random crops and flips belong to the Trainer's input pipeline
 (components/training_data.py).
 """
 import tensorflow as tf
 
-from components import features
-from components import image_ops
+from superres_tfx.components import features
+from superres_tfx.imaging import image_ops
 
 # What preprocessing_fn reads of custom_config: the pipeline passes Transform these only.
 CONFIG_KEYS = ("hr_size", "tiles_per_side", "scale")

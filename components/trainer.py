@@ -10,12 +10,12 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
-from components import export
-from components import model as model_lib
-from components import names
-from components import progress_callback
-from components import strategies
-from components import training_data
+from superres_tfx.components import export
+from superres_tfx.components import model as model_lib
+from superres_tfx.core import names
+from superres_tfx.components import progress_callback
+from superres_tfx.components import strategies
+from superres_tfx.components import training_data
 
 
 def hyperparameters_for(fn_args: tfx.components.FnArgs) -> keras_tuner.HyperParameters:

@@ -7,13 +7,14 @@ fixed-size transformed tiles, so its PSNR is comparable across runs.
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import errors
-from components import features
+from superres_tfx.core import errors
+from superres_tfx.components import features
 
 # A patch whose HR standard deviation is below this is "flat" and kept only rarely.
 FLAT_PATCH_STD = 0.02
 FLAT_PATCH_KEEP_PROBABILITY = 0.1
 SHUFFLE_BUFFER = 256
+EVAL_BATCH_SIZE = 4  # whole transformed images per validation batch
 
 
 def _load(file_pattern, tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:

@@ -8,9 +8,9 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
-from components import model as model_lib
-from components import progress_callback
-from components import training_data
+from superres_tfx.components import model as model_lib
+from superres_tfx.components import progress_callback
+from superres_tfx.components import training_data
 
 TUNER_CLASSES = {
     "bayesian": keras_tuner.BayesianOptimization,

@@ -1,12 +1,12 @@
 """The options of compiling the pipeline for Kubeflow, shared by `superres compile
---kubeflow OUT.json` and `python -m kubeflow.kubeflow_v2_runner OUT.json`.
+--kubeflow OUT.json` and `python -m superres_tfx.kubeflow.kubeflow_v2_runner OUT.json`.
 
 Imports no TFX: the CLI builds its parser from here before anything heavy loads.
 """
 import argparse
 from typing import Callable
 
-from pipeline import configs
+from superres_tfx.pipeline import configs
 
 
 def add_arguments(parser: argparse.ArgumentParser, scale_type: Callable = int,

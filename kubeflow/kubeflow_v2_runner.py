@@ -1,9 +1,10 @@
 """Compiles the same DAG for Kubeflow Pipelines / Vertex AI Pipelines (PipelineJob JSON).
 
   superres compile --kubeflow OUT.json [--profile default] [--scale 2] ...
-  python -m kubeflow.kubeflow_v2_runner OUT.json [the same options]  (see kubeflow/README.md)
+  python -m superres_tfx.kubeflow.kubeflow_v2_runner OUT.json [the same options]
+  (see kubeflow/README.md)
 
-User code is referenced by dotted path (components.trainer.run_fn, ...) and installed
+User code is referenced by dotted path (superres_tfx.components.trainer.run_fn, ...) and installed
 in the container image, so compiling needs neither credentials nor a network.
 
 data_root, profile, scale, train_steps and serving_dir are run parameters: the
@@ -17,11 +18,11 @@ from typing import Dict, Optional
 
 from tfx import v1 as tfx
 
-from kubeflow import compile_options
-from kubeflow import run_executor
-from kubeflow import run_parameters
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
+from superres_tfx.kubeflow import compile_options
+from superres_tfx.kubeflow import run_executor
+from superres_tfx.kubeflow import run_parameters
+from superres_tfx.pipeline import configs
+from superres_tfx.pipeline import pipeline as pipeline_lib
 
 # Where the committed spec of the default configuration lives (a test keeps it current).
 COMMITTED_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)),

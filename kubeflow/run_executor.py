@@ -5,7 +5,7 @@ executor input (kubeflow/run_parameters.py): a task of a run with `scale` 3 star
 executor with the custom_config a local run at scale 3 would have. Tasks without run
 parameters reach TFX's entrypoint unchanged.
 
-  python -m kubeflow.run_executor --executor_class_path CLASS \
+  python -m superres_tfx.kubeflow.run_executor --executor_class_path CLASS \
       --json_serialized_invocation_args '{{$}}' [BEAM ARGS]
 """
 import runpy
@@ -16,11 +16,11 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from google.protobuf import json_format
 from google.protobuf import struct_pb2
 
-from kubeflow import run_parameters
-from pipeline import pipeline as pipeline_lib
+from superres_tfx.kubeflow import run_parameters
+from superres_tfx.pipeline import pipeline as pipeline_lib
 
 TFX_ENTRYPOINT = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
-COMMAND = ["python", "-m", "kubeflow.run_executor"]
+COMMAND = ["python", "-m", "superres_tfx.kubeflow.run_executor"]
 INVOCATION_FLAG = "--json_serialized_invocation_args"
 
 

@@ -9,9 +9,9 @@ import json
 import posixpath
 from typing import Any, Dict, Mapping
 
-from components import errors
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
+from superres_tfx.core import errors
+from superres_tfx.pipeline import configs
+from superres_tfx.pipeline import pipeline as pipeline_lib
 
 DATA_ROOT = "data_root"
 PROFILE = "profile"

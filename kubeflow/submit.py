@@ -1,9 +1,9 @@
 """Submits a compiled PipelineJob (superres compile --kubeflow) to Vertex AI Pipelines or
 to a Kubeflow Pipelines 2.x cluster.
 
-  python -m kubeflow.submit vertex JOB.json --project P --region R [RUN PARAMETERS]
+  python -m superres_tfx.kubeflow.submit vertex JOB.json --project P --region R [RUN PARAMETERS]
       [--service-account SA] [--no-cache]
-  python -m kubeflow.submit kfp JOB.json --host https://KFP-ENDPOINT [RUN PARAMETERS]
+  python -m superres_tfx.kubeflow.submit kfp JOB.json --host https://KFP-ENDPOINT [RUN PARAMETERS]
       [--experiment NAME] [--no-cache]
 
 RUN PARAMETERS: [--data-root URI] [--profile P] [--scale S] [--train-steps N]
@@ -17,8 +17,8 @@ import json
 import os
 from typing import Any, Dict, Mapping, Optional
 
-from kubeflow import run_parameters
-from pipeline import configs
+from superres_tfx.kubeflow import run_parameters
+from superres_tfx.pipeline import configs
 
 
 def load_job(job_path: str) -> Dict:

@@ -5,54 +5,28 @@ printed, compared and passed to the DAG as plain values.
 """
 import dataclasses
 import os
-import re
 from typing import Tuple
 
-SCALES = (2, 3, 4)
-DEFAULT_SCALE = 2
-
-# A model is named by what it does: superres-x2, superres-x3, superres-x4, plus the
-# profile's suffix (the smoke profile's models are superres-xN-smoke). The name is the
-# pipeline's name (so its MLMD contexts, its "last blessed model" and its cache) and its
-# serving name: <serving_dir>/<model name>/<version>/.
-MODEL_NAME_PREFIX = "superres"
+from superres_tfx.components.evaluator.gate import MAX_REGRESSION_DB
+from superres_tfx.core import names
+from superres_tfx.core.names import DEFAULT_SCALE, SCALES  # noqa: F401  (the scales runs take)
 
 
 def model_name_for(scale: int, profile_name: str = "default") -> str:
-  return f"{MODEL_NAME_PREFIX}-x{scale}{PROFILES[profile_name].name_suffix}"
+  """superres-x<scale>, plus the profile's suffix (core/names.py)."""
+  return names.model_name(scale, PROFILES[profile_name].name_suffix)
 
-
-def check_model_name(name: str) -> str:
-  """A model name is a folder name, a pipeline name and a URL path segment."""
-  if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
-    raise ValueError(f"model name {name!r}: use letters, digits, '.', '_' and '-', starting "
-                     "with a letter or digit (at most 63 characters)")
-  return name
-
-# Where `superres run` keeps its work unless told otherwise.
-HOME = os.environ.get("SUPERRES_HOME", os.path.join(os.path.expanduser("~"), ".superres"))
-DEFAULT_PIPELINE_ROOT = os.path.join(HOME, "pipeline")
-DEFAULT_SERVING_DIR = os.path.join(HOME, "serving")
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "schemas")
 
 # Dotted paths of the user functions (TFX imports them by name, as the templates do).
-PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
-TUNER_FN = "components.tuner.tuner_fn"
-RUN_FN = "components.trainer.run_fn"
+PREPROCESSING_FN = "superres_tfx.components.preprocessing.preprocessing_fn"
+TUNER_FN = "superres_tfx.components.tuner.tuner_fn"
+RUN_FN = "superres_tfx.components.trainer.run_fn"
 
 TUNERS = ("bayesian", "random", "grid")
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
-
-# Train/eval split of ExampleGen, by hash of the file's relative path.
-TRAIN_BUCKETS = 4
-EVAL_BUCKETS = 1
-
-
-# Whatever the profile, a model replaces the one serving under its name only if its
-# PSNR on the eval split is at most this much lower (measurement noise between runs).
-MAX_REGRESSION_DB = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +98,6 @@ PROFILES = {
 DEFAULT_PROFILE = "default"
 MODEL_NAME = model_name_for(DEFAULT_SCALE, DEFAULT_PROFILE)  # what a bare `superres run` pushes
 
-EVAL_BATCH_SIZE = 4  # whole transformed images per validation batch
 DEFAULT_STRATEGY = "mirrored"
 DEFAULT_TUNER = "bayesian"
 # In-process Beam; `--beam-arg` adds or overrides options (e.g. multi_processing).

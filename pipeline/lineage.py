@@ -15,8 +15,8 @@ from typing import Dict, Iterable, List, Optional
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import errors
-from components import names
+from superres_tfx.core import errors
+from superres_tfx.core import names
 
 # The Evaluator's input holding the previous blessed model: the lineage of a model
 # does not continue into the models it was compared with.

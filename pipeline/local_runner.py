@@ -9,11 +9,12 @@ from typing import Optional, Sequence
 
 from tfx import v1 as tfx
 
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
-from pipeline import progress
-from pipeline import run_summary
-from pipeline import storage
+from superres_tfx.core import home
+from superres_tfx.pipeline import configs
+from superres_tfx.pipeline import pipeline as pipeline_lib
+from superres_tfx.pipeline import progress
+from superres_tfx.pipeline import run_summary
+from superres_tfx.pipeline import storage
 
 RUNNERS = ("local", "beam")
 
@@ -21,8 +22,8 @@ RUNNERS = ("local", "beam")
 @dataclasses.dataclass
 class RunOptions:
   data_root: str
-  pipeline_root: str = configs.DEFAULT_PIPELINE_ROOT
-  serving_dir: str = configs.DEFAULT_SERVING_DIR
+  pipeline_root: str = home.PIPELINE_ROOT
+  serving_dir: str = home.SERVING_DIR
   profile: str = configs.DEFAULT_PROFILE
   scale: int = configs.DEFAULT_SCALE
   strategy: str = configs.DEFAULT_STRATEGY

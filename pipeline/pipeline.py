@@ -9,15 +9,16 @@ from typing import Dict, List, Mapping, Optional
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
-from components import names
-from components import preprocessing
-from components import tuner as tuner_module
-from components.evaluator.component import SuperResolutionEvaluator
-from components.example_validation.component import ExampleValidator
-from components.image_example_gen.component import ImageExampleGen
-from components.infra_validator.component import InfraValidator
-from components.pusher.component import Pusher
-from pipeline import configs
+from superres_tfx.core import names
+from superres_tfx.components import preprocessing
+from superres_tfx.components import training_data
+from superres_tfx.components import tuner as tuner_module
+from superres_tfx.components.evaluator.component import SuperResolutionEvaluator
+from superres_tfx.components.example_validation.component import ExampleValidator
+from superres_tfx.components.image_example_gen.component import ImageExampleGen
+from superres_tfx.components.infra_validator.component import InfraValidator
+from superres_tfx.components.pusher.component import Pusher
+from superres_tfx.pipeline import configs
 
 
 # What Transform and the Tuner read of custom_config. Each gets only its keys, so a
@@ -162,7 +163,7 @@ def custom_config_for(profile: configs.Profile, scale: int, strategy: str = "mir
   config = {key: (list(value) if isinstance(value, tuple) else value)
             for key, value in profile.__dict__.items()}
   config.update(scale=scale, strategy=strategy, tuner=tuner, seed=seed, warm_start=warm_start,
-                eval_batch_size=configs.EVAL_BATCH_SIZE)
+                eval_batch_size=training_data.EVAL_BATCH_SIZE)
   return config
 
 

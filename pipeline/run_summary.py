@@ -8,10 +8,10 @@ import tensorflow as tf
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import errors
-from components import names
-from components.image_example_gen.executor import QUARANTINE_FILE
-from pipeline.lineage import read_json
+from superres_tfx.core import errors
+from superres_tfx.core import names
+from superres_tfx.components.image_example_gen.executor import QUARANTINE_FILE
+from superres_tfx.pipeline.lineage import read_json
 
 
 @dataclasses.dataclass

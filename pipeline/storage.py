@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 
-from components import errors
+from superres_tfx.core import errors
 
 # Free space below which a run is not started. The default profile on the bundled
 # photos writes ~40 MB to the pipeline root (transformed float tiles take ~8x the

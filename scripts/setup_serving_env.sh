@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 VENV=.venv-serving
 LOCK=requirements/serving.lock
 UV=.venv/bin/uv  # installed by scripts/setup_env.sh
-# The stamp covers the lock and where the repository is (the .pth below points at it).
-STAMP="$VENV/.installed-$( (cat "$LOCK"; pwd) | sha256sum | cut -c1-16)"
+# The stamp covers the lock, setup.py and where the repository is (the editable install
+# points at it).
+STAMP="$VENV/.installed-$( (cat "$LOCK" setup.py; pwd) | sha256sum | cut -c1-16)"
 
 source scripts/find_python.sh
 
@@ -36,9 +37,9 @@ fi
 echo "==> Installing the serving stack from $LOCK (a few minutes on a cold cache)"
 start=$(date +%s)
 "$UV" pip install --quiet --python "$VENV/bin/python" -r "$LOCK"
-# `python -m serving` from any directory: the repository root on the serving python's path
-# (the project's setup.py targets the pipeline's Python 3.10, so it is not installed here).
-"$VENV/bin/python" -c 'import site, sys; open(site.getsitepackages()[0] + "/superres-repo.pth", "w").write(sys.argv[1] + "\n")' "$PWD"
+# The project itself, editable and without its dependencies (those are the pipeline's):
+# `python -m superres_tfx.serving` from any directory.
+"$UV" pip install --quiet --python "$VENV/bin/python" --no-deps -e .
 rm -f "$VENV"/.installed-*
 touch "$STAMP"
 echo "==> Serving environment ready in $(( $(date +%s) - start )) s: $VENV ($(du -sh "$VENV" | cut -f1))"

@@ -1,4 +1,5 @@
-"""python -m serving [--serving-dir DIR | --model-config-file FILE | --model-base DIR [--name N]]
+"""python -m superres_tfx.serving [--serving-dir DIR | --model-config-file FILE |
+                                  --model-base DIR [--name N]]
                     [--model-config-file-poll-seconds S] [--host 127.0.0.1]
                     [--rest-port 8501] [--grpc-port 8500] [--poll-seconds 1]
                     [--max-pixels N] [--max-body-bytes N] [--max-batch-size 8]
@@ -29,11 +30,12 @@ from typing import Dict, List, NoReturn, Tuple
 # Before TensorFlow loads: keep its C++ start-up chatter out of the log.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline import configs  # pylint: disable=wrong-import-position
-from serving import launcher  # pylint: disable=wrong-import-position
-from serving import model_config  # pylint: disable=wrong-import-position
+from superres_tfx.core import home  # pylint: disable=wrong-import-position
+from superres_tfx.core import names  # pylint: disable=wrong-import-position
+from superres_tfx.serving import launcher  # pylint: disable=wrong-import-position
+from superres_tfx.serving import model_config  # pylint: disable=wrong-import-position
 
-logger = logging.getLogger("serving")
+logger = logging.getLogger("superres_tfx.serving")
 
 
 def _fail(message: str) -> NoReturn:
@@ -52,7 +54,7 @@ def _models(args) -> Tuple[List[model_config.ModelConfig], Dict]:
     _fail("--model-config-file-poll-seconds goes with --model-config-file")
   try:
     if args.model_base is not None:
-      return [model_config.model_base(args.model_base, args.name or configs.MODEL_NAME)], {}
+      return [model_config.model_base(args.model_base, args.name or names.DEFAULT_MODEL_NAME)], {}
     if args.model_config_file is not None:
       path = os.path.abspath(os.path.expanduser(args.model_config_file))
       source = {"source_name": f"--model-config-file {path}"}
@@ -60,7 +62,7 @@ def _models(args) -> Tuple[List[model_config.ModelConfig], Dict]:
         source.update(source=functools.partial(model_config.read_config_file, path),
                       source_seconds=args.model_config_file_poll_seconds)
       return model_config.read_config_file(path), source
-    path = model_config.serving_dir(args.serving_dir or configs.DEFAULT_SERVING_DIR)
+    path = model_config.serving_dir(args.serving_dir or home.SERVING_DIR)
     return model_config.model_folders(path), {
         "source": functools.partial(model_config.model_folders, path),
         "source_seconds": args.poll_seconds, "source_name": f"the serving directory {path}"}
@@ -77,7 +79,7 @@ def _exit_on_signal(signum, _frame):
 
 def main(argv=None) -> None:
   parser = launcher.add_arguments(argparse.ArgumentParser(
-      prog="python -m serving",
+      prog="python -m superres_tfx.serving",
       description="Serves pushed models over TF Serving's REST and gRPC APIs."))
   args = parser.parse_args(argv)
   initial_models, source = _models(args)
@@ -88,10 +90,10 @@ def main(argv=None) -> None:
   warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
 
   # pylint: disable=import-outside-toplevel
-  from serving import grpc_service
-  from serving import rest
-  from serving.admission import Admission
-  from serving.models import ModelRegistry
+  from superres_tfx.serving import grpc_service
+  from superres_tfx.serving import rest
+  from superres_tfx.serving.admission import Admission
+  from superres_tfx.serving.models import ModelRegistry
 
   # TensorFlow, KServe and gRPC leave ~350k long-lived objects that every full garbage
   # collection would walk (~0.5 s with all requests stalled). Freeze them; models loaded

@@ -1,6 +1,6 @@
 """Offline checks of the cluster manifests in kubeflow/serving/.
 
-  python -m serving.check_manifests FILE.yaml ...   (in the serving environment)
+  python -m superres_tfx.serving.check_manifests FILE.yaml ...   (in the serving environment)
 
 Built-in kinds go through `kubernetes-validate --strict` (Kubernetes' own schemas). A
 KServe InferenceService has no schema there, and the kserve wheel ships no CRD, so it is

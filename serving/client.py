@@ -1,9 +1,9 @@
 """Clients of the model server, over TF Serving's REST or gRPC API.
 
-Works against `python -m serving` and against TensorFlow Serving itself. Images larger
-than a tile are sent as overlapping tiles (superres.tiling, as local inference does), so
-no request exceeds the server's pixel limit and server memory stays bounded; the result
-is the same as one whole-image pass.
+Works against `python -m superres_tfx.serving` and against TensorFlow Serving itself. Images
+larger than a tile are sent as overlapping tiles (inference/tiling.py, as local inference
+does), so no request exceeds the server's pixel limit and server memory stays bounded;
+the result is the same as one whole-image pass.
 
   with RestClient("http://127.0.0.1:8501") as client:
     png = upscale_bytes(client, open("photo.jpg", "rb").read())
@@ -19,10 +19,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 import requests
 
-from components import errors
-from components import names
-from pipeline import configs
-from superres import tiling
+from superres_tfx.core import errors
+from superres_tfx.core import names
+from superres_tfx.inference import tiling
 
 INPUT_KEY = "images"
 OUTPUT_KEY = "images"
@@ -42,7 +41,7 @@ class ServingError(errors.SuperresError):
 class RestClient:
   """TF Serving's REST predict API: POST /v1/models/NAME[/versions/N]:predict."""
 
-  def __init__(self, url: str, name: str = configs.MODEL_NAME, version: Optional[int] = None,
+  def __init__(self, url: str, name: str = names.DEFAULT_MODEL_NAME, version: Optional[int] = None,
                timeout: float = DEFAULT_TIMEOUT_SECONDS):
     self.url = url.rstrip("/")
     path = f"/v1/models/{name}" + (f"/versions/{version}" if version is not None else "")
@@ -85,7 +84,8 @@ class RestClient:
 class GrpcClient:
   """TF Serving's gRPC PredictionService.Predict on the `serving_default` signature."""
 
-  def __init__(self, target: str, name: str = configs.MODEL_NAME, version: Optional[int] = None,
+  def __init__(self, target: str, name: str = names.DEFAULT_MODEL_NAME,
+               version: Optional[int] = None,
                timeout: float = DEFAULT_TIMEOUT_SECONDS):
     # pylint: disable=import-outside-toplevel
     import grpc
@@ -217,12 +217,13 @@ def upscale_file(input_path: str, output_path: str, client,
                  scale: Optional[int] = None) -> Tuple[int, int]:
   """`superres upscale` through a server: read, upscale in tiles, write; returns (height, width).
 
-  Reads and writes exactly as local inference does (superres.inference: EXIF orientation,
-  any pixel mode, output format from the extension), so only the model runs elsewhere.
+  Reads and writes exactly as local inference does (inference/upscaling.py: EXIF
+  orientation, any pixel mode, output format from the extension), so only the model runs
+  elsewhere.
   """
-  from superres import inference  # pylint: disable=import-outside-toplevel  (imports TensorFlow)
-  lr = inference.read_image(input_path)
+  from superres_tfx.inference import upscaling  # pylint: disable=import-outside-toplevel  (imports TensorFlow)
+  lr = upscaling.read_image(input_path)
   pixels = np.round(lr * 255.0).astype(np.uint8)
   sr = upscale_array(client, pixels, scale=scale)
-  inference.write_image(output_path, sr.astype(np.float32) / 255.0)
+  upscaling.write_image(output_path, sr.astype(np.float32) / 255.0)
   return sr.shape[0], sr.shape[1]

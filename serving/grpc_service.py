@@ -18,13 +18,13 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from components import names
-from serving import admission as admission_control
-from serving import messages
-from serving import predict
-from serving import protocol
-from serving.models import ModelNotFound, ModelRegistry
-from serving.versions import NoVersionAvailable, ServedVersion, VersionNotFound
+from superres_tfx.core import names
+from superres_tfx.serving import admission as admission_control
+from superres_tfx.serving import messages
+from superres_tfx.serving import predict
+from superres_tfx.serving import protocol
+from superres_tfx.serving.models import ModelNotFound, ModelRegistry
+from superres_tfx.serving.versions import NoVersionAvailable, ServedVersion, VersionNotFound
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 FLOAT_BYTES = 4

@@ -7,11 +7,13 @@ import argparse
 import os
 from typing import List
 
-from components import errors
-from pipeline import configs
+from superres_tfx.core import errors
+from superres_tfx.core import home
+from superres_tfx.core import names
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVING_VENV = os.path.join(ROOT, ".venv-serving")
+SERVER_MODULE = "superres_tfx.serving"  # python -m SERVER_MODULE starts the server
 SETUP_SCRIPT = os.path.join("scripts", "setup_serving_env.sh")
 
 # TF Serving's own default ports.
@@ -20,7 +22,7 @@ DEFAULT_REST_PORT = 8501
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_POLL_SECONDS = 1.0  # TF Serving's --file_system_poll_wait_seconds
 # Larger images are refused (400 / INVALID_ARGUMENT) before any decoding. 50.3 MP admits
-# a 50 MP phone photo (8160 x 6120) whole; clients may still send tiles (serving.client does).
+# a 50 MP phone photo (8160 x 6120) whole; clients may still send tiles (client.py does).
 DEFAULT_MAX_PIXELS = 8192 * 6144
 # A REST body over this is refused (413) before it is read whole, so no request holds more
 # memory: base64 (4/3 of the bytes) of a JPEG up to 48 MB fits, and a 50 MP phone JPEG
@@ -30,7 +32,7 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 # run one after another on one slot, so a big batch would hold it for long.
 DEFAULT_MAX_BATCH_SIZE = 8
 # Working memory one request's upscaling may take, by a conservative estimate
-# (superres.inference.Upscaler.bytes_per_pixel): it sets the tile size of each loaded
+# (superres_tfx.inference.upscaling.Upscaler.bytes_per_pixel): it sets the tile size of each loaded
 # model. Four requests at once stay near 1 GB on top of the loaded model.
 DEFAULT_MAX_REQUEST_MEMORY = 256 * 1024 * 1024
 # Admission control (serving.admission): predictions running at once, and how many more
@@ -81,9 +83,9 @@ def _positive_float(value: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-  """The server's options; `superres serve` and `python -m serving` share them."""
+  """The server's options; `superres serve` and `python -m superres_tfx.serving` share them."""
   models = parser.add_argument_group(
-      "models", f"at most one of these; with none, every model under {configs.DEFAULT_SERVING_DIR} "
+      "models", f"at most one of these; with none, every model under {home.SERVING_DIR} "
       "is served, as with --serving-dir")
   source = models.add_mutually_exclusive_group()
   source.add_argument("--serving-dir", metavar="DIR",
@@ -97,7 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                       "policy (latest, all or specific)")
   source.add_argument("--model-base", metavar="DIR",
                       help="serve one model: its base directory holding numbered versions "
-                      f"(<serving-dir>/{configs.MODEL_NAME}), as TF Serving's --model_base_path")
+                      f"(<serving-dir>/{names.DEFAULT_MODEL_NAME}), as TF Serving's "
+                      "--model_base_path")
   models.add_argument("--model-config-file-poll-seconds", type=_non_negative_float, default=0.0,
                       metavar="SECONDS",
                       help="with --model-config-file: read it again this often and serve the "
@@ -105,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                       "--model_config_file_poll_wait_seconds")
   models.add_argument("--name",
                       help="with --model-base: the model's name in the URLs and gRPC model_spec "
-                      f"(default: {configs.MODEL_NAME})")
+                      f"(default: {names.DEFAULT_MODEL_NAME})")
   parser.add_argument("--host", default=DEFAULT_HOST,
                       help="address to bind both ports to (0.0.0.0 for all interfaces)")
   parser.add_argument("--rest-port", type=_port, default=DEFAULT_REST_PORT)
@@ -149,7 +152,7 @@ def serving_python() -> str:
 
 def serving_command(args: argparse.Namespace) -> List[str]:
   """argv that starts the server in the serving environment, from parsed add_arguments() options."""
-  command = [serving_python(), "-m", "serving"]
+  command = [serving_python(), "-m", SERVER_MODULE]
   for option, attribute in (("--model-base", "model_base"), ("--serving-dir", "serving_dir"),
                             ("--model-config-file", "model_config_file")):
     path = getattr(args, attribute, None)

@@ -8,7 +8,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.apis import status_pb2
 
-from serving.versions import ServedVersion, VersionStatus
+from superres_tfx.serving.versions import ServedVersion, VersionStatus
 
 SIGNATURE_DEF_FIELD = "signature_def"  # the one metadata field TF Serving knows
 

@@ -16,7 +16,7 @@ from typing import FrozenSet, Iterable, List, Set
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from components import errors
+from superres_tfx.core import errors
 
 LATEST, ALL, SPECIFIC = "latest", "all", "specific"
 PLATFORM = "tensorflow"

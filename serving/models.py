@@ -16,10 +16,10 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from serving import model_config
-from serving.versions import ServedVersion, VersionManager
+from superres_tfx.serving import model_config
+from superres_tfx.serving.versions import ServedVersion, VersionManager
 
-logger = logging.getLogger("serving.models")
+logger = logging.getLogger("superres_tfx.serving.models")
 
 Source = Callable[[], Sequence[model_config.ModelConfig]]
 

@@ -1,6 +1,6 @@
 """Running a served version on checked inputs; shared by the REST and gRPC front ends.
 
-Every input path runs in tiles (superres.inference): encoded images are decoded to
+Every input path runs in tiles (superres_tfx.inference.upscaling): encoded images are decoded to
 uint8, upscaled a row of tiles at a time and encoded into the PNG stream as each row is
 done, so the working memory of a request is set by --max-request-memory, not by the size
 of the picture. The result equals a whole-image pass within one grey level.
@@ -10,10 +10,10 @@ from typing import Iterator, List
 import numpy as np
 import tensorflow as tf
 
-from serving import memory
-from serving import protocol
-from serving.versions import ServedVersion
-from superres import inference
+from superres_tfx.serving import memory
+from superres_tfx.serving import protocol
+from superres_tfx.serving.versions import ServedVersion
+from superres_tfx.inference import upscaling
 
 
 def png_streams(served: ServedVersion, images: List[bytes], max_pixels: int,
@@ -47,7 +47,7 @@ def _streams(served: ServedVersion, images: List[bytes], first: np.ndarray,
 
 def _decode(image: bytes, where: str) -> np.ndarray:
   try:
-    return inference.decode_image(image)
+    return upscaling.decode_image(image)
   except tf.errors.InvalidArgumentError as error:
     # Readable header, undecodable body: truncated data or a format TensorFlow lacks.
     raise protocol.BadRequest(f"{where}: cannot decode the image ({_cause(error.message)})") \

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, List, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
-from components import names
+from superres_tfx.core import names
 
 INPUT_KEY = "images"  # the serving signature's input and output names (components/export.py)
 OUTPUT_KEY = "images"
@@ -102,7 +102,8 @@ def check_size(height: int, width: int, where: str, max_pixels: int) -> None:
   if height * width > max_pixels:
     raise BadRequest(
         f"{where}: {width}x{height} is {width * height} pixels, over this server's limit of "
-        f"{max_pixels} (--max-pixels); send it in tiles (serving.client does) or raise the limit")
+        f"{max_pixels} (--max-pixels); send it in tiles (`superres upscale --server` does) "
+        "or raise the limit")
   if height == 0 or width == 0:
     raise BadRequest(f"{where}: image has no pixels")
 

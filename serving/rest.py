@@ -26,15 +26,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from serving import admission as admission_control
-from serving import messages
-from serving import predict
-from serving import protocol
-from serving import streaming
-from serving.models import ModelNotFound, ModelRegistry
-from serving.versions import AVAILABLE, NoVersionAvailable, ServedVersion, VersionNotFound
+from superres_tfx.serving import admission as admission_control
+from superres_tfx.serving import messages
+from superres_tfx.serving import predict
+from superres_tfx.serving import protocol
+from superres_tfx.serving import streaming
+from superres_tfx.serving.models import ModelNotFound, ModelRegistry
+from superres_tfx.serving.versions import (AVAILABLE, NoVersionAvailable, ServedVersion,
+                                           VersionNotFound)
 
-logger = logging.getLogger("serving.rest")
+logger = logging.getLogger("superres_tfx.serving.rest")
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 PREDICT_SUFFIX = ":predict"  # TF Serving's predict URLs: /v1/models/NAME[/versions/N]:predict
@@ -250,8 +251,8 @@ class BodyLimit:
 
   async def _refuse(self, scope, receive, send, size: str) -> None:
     message = (f"the request body{size} is over this server's limit of {self.max_bytes} bytes "
-               f"(--max-body-bytes); send fewer or smaller images per request (serving.client "
-               f"sends large images in tiles) or raise the limit")
+               "(--max-body-bytes); send fewer or smaller images per request (`superres upscale "
+               "--server` sends large images in tiles) or raise the limit")
     logger.info("refused a request (413): %s", message)
     await JSONResponse(status_code=413, content={"error": message})(scope, receive, send)
 

@@ -24,13 +24,12 @@ import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from components import names
-from pipeline import configs
-from serving import launcher
-from serving.model_config import DEFAULT_POLICY, VersionPolicy
-from superres import inference
+from superres_tfx.core import names
+from superres_tfx.serving import launcher
+from superres_tfx.serving.model_config import DEFAULT_POLICY, VersionPolicy
+from superres_tfx.inference import upscaling
 
-logger = logging.getLogger("serving.versions")
+logger = logging.getLogger("superres_tfx.serving.versions")
 
 # TF Serving's ManagerState names, as GetModelStatus reports them.
 LOADING = "LOADING"
@@ -74,7 +73,7 @@ class ServedVersion:
   def __init__(self, version: int, path: str, max_request_memory: int):
     self.version = version
     self.path = path
-    self.upscaler = inference.Upscaler(path)  # raises ModelNotFoundError when unusable
+    self.upscaler = upscaling.Upscaler(path)  # raises ModelNotFoundError when unusable
     self.tile_size = self.upscaler.tile_size_for(max_request_memory)
     saved_model = saved_model_pb2.SavedModel()
     with open(os.path.join(path, names.SAVED_MODEL_FILE), "rb") as f:
@@ -102,7 +101,7 @@ class VersionManager:
 
   def __init__(self, base_dir: str,
                max_request_memory: int = launcher.DEFAULT_MAX_REQUEST_MEMORY,
-               policy: VersionPolicy = DEFAULT_POLICY, name: str = configs.MODEL_NAME):
+               policy: VersionPolicy = DEFAULT_POLICY, name: str = names.DEFAULT_MODEL_NAME):
     self.base_dir = base_dir
     self.max_request_memory = max_request_memory
     self.policy = policy

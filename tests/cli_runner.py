@@ -7,13 +7,13 @@ import sys
 
 from PIL import Image
 
-from superres import bundled_data
+from superres_tfx import bundled_data
 
 
 def superres_cli(args, home):
-  """Runs `python -m superres.cli ARGS` with SUPERRES_HOME=home, output captured."""
+  """Runs `python -m superres_tfx.cli ARGS` with SUPERRES_HOME=home, output captured."""
   env = dict(os.environ, SUPERRES_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.run([sys.executable, "-m", "superres.cli", *args], capture_output=True,
+  return subprocess.run([sys.executable, "-m", "superres_tfx.cli", *args], capture_output=True,
                         text=True, env=env, timeout=1500, check=False)
 
 

@@ -1,4 +1,5 @@
-"""The model server (`python -m serving`) as a real process, for the serving test modules.
+"""The model server (`python -m superres_tfx.serving`) as a real process, for the serving
+test modules.
 
 A Server runs in the serving environment on free loopback ports and is stopped by its
 PID. export_models() pushes tiny ESPCN models with different random weights
@@ -18,12 +19,12 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import requests
 
-from components import export
-from components.models import registry
-from pipeline import configs
-from serving import client
-from serving import launcher
-from superres import inference
+from superres_tfx.components import export
+from superres_tfx.components.models import registry
+from superres_tfx.pipeline import configs
+from superres_tfx.serving import client
+from superres_tfx.serving import launcher
+from superres_tfx.inference import upscaling
 
 SERVING_PYTHON = os.path.join(launcher.SERVING_VENV, "bin", "python")
 MISSING_ENVIRONMENT = (f"the serving environment {launcher.SERVING_VENV} is missing; create it "
@@ -62,7 +63,7 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.1):
   raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-Models = Dict[int, Tuple[str, inference.Upscaler]]
+Models = Dict[int, Tuple[str, upscaling.Upscaler]]
 
 
 def random_model(seed: int, scale: int = 2):
@@ -84,7 +85,7 @@ def export_models(directory: str, versions=(1, 2), scale: int = 2) -> Models:
   for version in versions:
     path = os.path.join(directory, str(version))
     export.export_serving_model(random_model(version, scale), scale, path)
-    exported[version] = (path, inference.Upscaler(path))
+    exported[version] = (path, upscaling.Upscaler(path))
   return exported
 
 
@@ -92,12 +93,12 @@ def local(models: Models, version: int, encoded: bytes) -> np.ndarray:
   """What the pushed model gives locally, computed as the server does (decoded to uint8,
   upscaled through the float signature, rounded; one tile for these small images)."""
   upscaler = models[version][1]
-  lr = inference.decode_image(encoded)
+  lr = upscaling.decode_image(encoded)
   return pixels_of(b"".join(upscaler.upscale_to_png(lr, max(lr.shape[:2]))))
 
 
 class Server:
-  """A running `python -m serving` process and its addresses.
+  """A running `python -m superres_tfx.serving` process and its addresses.
 
   `options` are further command-line options (e.g. ["--max-in-flight", "2"]); pass the
   ports of a stopped server to start another in its place. Without `base` (--model-base),

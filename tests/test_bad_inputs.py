@@ -23,16 +23,16 @@ import tensorflow as tf
 from benchmarks import bad_corpus
 from benchmarks import image_samples as samples
 from benchmarks import ingestion
-from components import export
-from components import features
-from components import image_decoding
-from components import image_ops
-from components.image_example_gen import executor
-from pipeline import configs
-from pipeline import run_summary
-from superres import cli
-from superres import inference
-from superres import report
+from superres_tfx.components import export
+from superres_tfx.components import features
+from superres_tfx.imaging import image_decoding
+from superres_tfx.imaging import image_ops
+from superres_tfx.components.image_example_gen import executor
+from superres_tfx.pipeline import configs
+from superres_tfx.pipeline import run_summary
+from superres_tfx import cli
+from superres_tfx.inference import upscaling
+from superres_tfx import report
 from tests import cli_runner
 
 SCALE = 2
@@ -213,7 +213,7 @@ class TestUpscale:
   def test_a_file_without_read_permission_fails_in_one_line(self, corpus, model_dir, tmp_path):
     input_base, _ = corpus
     path = os.path.join(input_base, "unreadable.png")
-    command = bad_corpus.unprivileged([sys.executable, "-m", "superres.cli", "upscale", path,
+    command = bad_corpus.unprivileged([sys.executable, "-m", "superres_tfx.cli", "upscale", path,
                                        str(tmp_path / "out.png"), "--model", model_dir])
     if command is None:
       pytest.skip("cannot run without root's power to read any file here")
@@ -225,7 +225,7 @@ class TestUpscale:
   def test_awkward_good_files_are_upscaled(self, corpus, model_dir, tmp_path):
     """What the ExampleGen leaves out for training but is a readable picture upscales."""
     input_base, expected = corpus
-    model = inference.load_model(model_dir)
+    model = upscaling.load_model(model_dir)
     names = [os.path.join(os.fsencode(input_base), bad_corpus.NOT_UTF8_NAME),
              *(os.path.join(input_base, name) for name in
                ("one_pixel.png", "deep16.png", "rotated.jpg", "dup_b.jpg"))]
@@ -233,7 +233,7 @@ class TestUpscale:
     for path in names:
       upright = image_decoding.load_image(image_decoding.read_file(path))
       out = str(tmp_path / "out.png")
-      assert inference.upscale_file(path, out, model) == (
+      assert upscaling.upscale_file(path, out, model) == (
           SCALE * upright.height, SCALE * upright.width), path
       with Image.open(out) as result:
         assert result.size == (SCALE * upright.width, SCALE * upright.height)

@@ -23,10 +23,10 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from components import features
-from components import names
-from components.image_example_gen.executor import QUARANTINE_FILE
-from pipeline import lineage
+from superres_tfx.components import features
+from superres_tfx.core import names
+from superres_tfx.components.image_example_gen.executor import QUARANTINE_FILE
+from superres_tfx.pipeline import lineage
 from tests.cli_runner import write_small_photos
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ RUN_TO_TRANSFORM = """
 import sys
 from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
-from pipeline import local_runner
+from superres_tfx.pipeline import local_runner
 
 data_root, pipeline_root, *beam_args = sys.argv[1:]
 options = local_runner.RunOptions(

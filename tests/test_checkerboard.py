@@ -1,9 +1,9 @@
-"""The checkerboard-artifact score (superres/checkerboard.py) on synthetic patterns."""
+"""The checkerboard-artifact score (superres_tfx/checkerboard.py) on synthetic patterns."""
 import numpy as np
 import pytest
 from skimage import data
 
-from superres import checkerboard
+from superres_tfx import checkerboard
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

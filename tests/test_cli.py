@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from components import errors
-from superres import cli
+from superres_tfx.core import errors
+from superres_tfx import cli
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -52,14 +52,14 @@ def test_missing_model_for_upscale(tmp_path, capsys):
 
 
 def test_console_script_entry_point_reports_errors_without_traceback():
-  result = subprocess.run([sys.executable, "-m", "superres.cli", "run", "--scale", "5"],
+  result = subprocess.run([sys.executable, "-m", "superres_tfx.cli", "run", "--scale", "5"],
                           capture_output=True, text=True, check=False)
   assert result.returncode == 2
   assert "scale must be one of" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_superres_errors_are_one_line_others_keep_their_traceback(monkeypatch, capsys):
-  from components.evaluator import scoring  # pylint: disable=import-outside-toplevel
+  from superres_tfx.components.evaluator import scoring  # pylint: disable=import-outside-toplevel
 
   def fail(error):
     def command(args):
@@ -82,7 +82,7 @@ def test_upscale_without_a_model_in_an_empty_home_says_what_to_do(tmp_path, caps
   photo = tmp_path / "in.png"
   from PIL import Image  # pylint: disable=import-outside-toplevel
   Image.new("RGB", (8, 8)).save(photo)
-  monkeypatch.setattr(cli.configs, "DEFAULT_SERVING_DIR", str(tmp_path / "serving"))
+  monkeypatch.setattr(cli.home, "SERVING_DIR", str(tmp_path / "serving"))
   (tmp_path / "serving").mkdir()
   assert cli.main(["upscale", str(photo), str(tmp_path / "out.png"), "--scale", "3"]) == cli.FAILURE
   err = capsys.readouterr().err

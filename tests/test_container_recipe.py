@@ -3,12 +3,13 @@ pipeline runs in matches the pinned stack, the source directory of configs and t
 paths the committed spec names, and holds the serving environment the InfraValidator
 starts."""
 import fnmatch
+import importlib.util
 import json
 import os
 import re
 import shlex
 
-from pipeline import configs
+from superres_tfx.pipeline import configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCKERFILE = os.path.join(ROOT, "kubeflow", "Dockerfile")
@@ -104,7 +105,8 @@ def test_build_context_leaves_out_environments_but_keeps_what_the_spec_names():
   with open(DOCKERIGNORE) as f:
     patterns = [line.strip() for line in f if line.strip() and not line.startswith("#")]
   assert _ignored(".venv/bin/python", patterns) and _ignored(".git/HEAD", patterns)
-  for package in ("components", "pipeline", "superres", "schemas", "setup.py"):
+  for package in ("components", "pipeline", "superres_tfx", "core", "imaging", "inference",
+                  "serving", "kubeflow", "schemas", "setup.py"):
     assert not _ignored(package, patterns), package
 
   with open(SPEC) as f:
@@ -114,10 +116,11 @@ def test_build_context_leaves_out_environments_but_keeps_what_the_spec_names():
   relative = os.path.relpath(schema_file, configs.CONTAINER_SOURCE_DIR)
   assert not relative.startswith("..")
   assert os.path.isfile(os.path.join(ROOT, relative)) and not _ignored(relative, patterns)
-  # Every executor's user code is importable from the copied tree.
+  # Every executor's user code is a file of the copied tree.
   for dotted in (configs.RUN_FN, configs.TUNER_FN, configs.PREPROCESSING_FN):
-    module = dotted.rsplit(".", 1)[0]
-    assert os.path.isfile(os.path.join(ROOT, *module.split(".")) + ".py"), dotted
+    origin = importlib.util.find_spec(dotted.rsplit(".", 1)[0]).origin
+    relative = os.path.relpath(origin, ROOT)
+    assert not relative.startswith("..") and not _ignored(relative, patterns), dotted
     assert dotted in json.dumps(spec)
 
 
@@ -156,11 +159,15 @@ def test_the_image_has_the_serving_environment_the_infra_validator_starts():
     uv_version = re.search(r"^UV_VERSION=(\S+)$", f.read(), re.MULTILINE).group(1)
   assert any(f"uv=={uv_version}" in args for args in pip_installs(steps))
 
-  # The project's sources on its path, and the server importable once they are copied.
-  assert any(".pth" in arguments and configs.CONTAINER_SOURCE_DIR in arguments
-             for _, arguments in runs)
-  assert any(i > tree_copied_at and "$SUPERRES_SERVING_PYTHON" in arguments
-             and "serving.rest" in arguments for i, arguments in runs)
+  # The project installed into that interpreter once the tree is copied (not before: the
+  # editable install points at the tree), and the server importable from it.
+  after_tree = [(command, arguments) for i, (command, arguments) in enumerate(steps)
+                if i > tree_copied_at]
+  assert any(args[args.index("--python") + 1] == "$SUPERRES_SERVING_PYTHON"
+             and args[-2:] == ["-e", "."]
+             for args in pip_installs(after_tree) if "--python" in args)
+  assert any("$SUPERRES_SERVING_PYTHON" in arguments
+             and "superres_tfx.serving.rest" in arguments for _, arguments in after_tree)
   with open(DOCKERIGNORE) as f:
     patterns = [line.strip() for line in f if line.strip() and not line.startswith("#")]
   for needed in ("serving", "requirements/serving.lock", "components/infra_validator"):

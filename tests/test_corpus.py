@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from superres import cli
-from superres import corpus
+from superres_tfx import cli
+from superres_tfx import corpus
+from superres_tfx.core import home
 
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 
@@ -281,4 +282,4 @@ def test_cli_summary_and_exit_status(tmp_path, debs, monkeypatch, capsys):
 
 def test_default_location_is_under_superres_home():
   args = cli.build_parser().parse_args(["data", "fetch"])
-  assert args.out == os.path.join(cli.configs.HOME, "data", "corpus")
+  assert args.out == os.path.join(home.DATA_DIR, "corpus")

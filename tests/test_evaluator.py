@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 from skimage import data
 
-from components import image_ops
-from components.evaluator import scoring
+from superres_tfx.imaging import image_ops
+from superres_tfx.components.evaluator import gate
+from superres_tfx.components.evaluator import scoring
 
 
 def _pairs(scale):
@@ -40,7 +41,7 @@ def test_empty_eval_split_is_a_clear_error():
 
 
 def _scores(psnr_model, psnr_bicubic=30.0):
-  return scoring.Scores(images=3, psnr_model=psnr_model, ssim_model=0.9,
+  return gate.Scores(images=3, psnr_model=psnr_model, ssim_model=0.9,
                         psnr_bicubic=psnr_bicubic, ssim_bicubic=0.88)
 
 
@@ -52,15 +53,15 @@ def _scores(psnr_model, psnr_bicubic=30.0):
 ])
 def test_blessing_needs_the_margin_over_bicubic_and_no_regression(candidate, baseline, blessed,
                                                                   reason):
-  verdict, text = scoring.blessing_verdict(candidate, baseline, min_gain_db=0.5,
+  verdict, text = gate.blessing_verdict(candidate, baseline, min_gain_db=0.5,
                                            max_regression_db=0.05)
   assert verdict is blessed and reason in text
 
 
 def test_no_profile_may_loosen_the_regression_gate():
   """A profile may demand more than the project's tolerance, never less."""
-  from pipeline import configs  # pylint: disable=import-outside-toplevel
-  assert all(profile.max_regression_db <= configs.MAX_REGRESSION_DB
+  from superres_tfx.pipeline import configs  # pylint: disable=import-outside-toplevel
+  assert all(profile.max_regression_db <= gate.MAX_REGRESSION_DB
              for profile in configs.PROFILES.values())
   with pytest.raises(ValueError, match="above the project's limit"):
     dataclasses.replace(configs.PROFILES["smoke"], max_regression_db=1.0)

@@ -1,4 +1,4 @@
-"""Reading and checking one image file (components/image_decoding.py).
+"""Reading and checking one image file (imaging/image_decoding.py).
 
 Every sample is generated with Pillow (benchmarks/image_samples.py); each decoded
 result is compared with the picture the sample was made from, through
@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import image_samples as samples
-from components import image_decoding
+from superres_tfx.imaging import image_decoding
 from tests import permissions
 
 H, W = samples.H, samples.W
@@ -155,7 +155,7 @@ class TestQuarantineReasons:
     path.write_bytes(samples.rgb_jpeg())
     path.chmod(0)
     result = permissions.run_with_permissions_enforced(
-        "import sys\nfrom components import image_decoding\n"
+        "import sys\nfrom superres_tfx.imaging import image_decoding\n"
         "try:\n  image_decoding.read_image(sys.argv[1])\n"
         "except image_decoding.UnusableImageError as error:\n  print(error)", str(path))
     assert result == "cannot be read (permission denied); check the file's permissions\n"

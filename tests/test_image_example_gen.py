@@ -18,12 +18,11 @@ from tfx.utils import proto_utils
 
 from benchmarks import image_samples
 from benchmarks import ingestion
-from components import features
-from components import image_decoding
-from components import image_listing
-from components.image_example_gen import component
-from components.image_example_gen import executor
-from pipeline import configs
+from superres_tfx.components import features
+from superres_tfx.imaging import image_decoding
+from superres_tfx.components import image_listing
+from superres_tfx.components.image_example_gen import component
+from superres_tfx.components.image_example_gen import executor
 
 # Good and broken samples spread over a nested tree, plus a file to ignore.
 GOOD = {
@@ -57,8 +56,8 @@ def expected_split(relative_path: str) -> str:
   """TFX's hash partition on the FILENAME feature: buckets [0, 4) train, [4, 5) eval."""
   feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[relative_path.encode()]))
   digest = hashlib.sha256(feature.SerializeToString(deterministic=True)).hexdigest()
-  bucket = int(digest, 16) % (configs.TRAIN_BUCKETS + configs.EVAL_BUCKETS)
-  return "train" if bucket < configs.TRAIN_BUCKETS else "eval"
+  bucket = int(digest, 16) % (component.TRAIN_BUCKETS + component.EVAL_BUCKETS)
+  return "train" if bucket < component.TRAIN_BUCKETS else "eval"
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +174,8 @@ class TestComponent:
     assert gen.driver_class is component.ImageFolderDriver
     split_config = output_config_of(gen).split_config
     assert [(s.name, s.hash_buckets) for s in split_config.splits] == [
-        ("train", configs.TRAIN_BUCKETS), ("eval", configs.EVAL_BUCKETS)]
-    assert (configs.TRAIN_BUCKETS, configs.EVAL_BUCKETS) == (4, 1)
+        ("train", component.TRAIN_BUCKETS), ("eval", component.EVAL_BUCKETS)]
+    assert (component.TRAIN_BUCKETS, component.EVAL_BUCKETS) == (4, 1)
     assert split_config.partition_feature_name == features.FILENAME
     assert gen.exec_properties[standard_component_specs.INPUT_BASE_KEY] == str(tmp_path)
 

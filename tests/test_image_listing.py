@@ -1,7 +1,7 @@
 """Listing and fingerprinting image folders (components/image_listing.py).
 
 Trees are written with small samples (benchmarks/image_samples.py); where a listed
-file cannot be used, reading it (components/image_decoding.py) says why.
+file cannot be used, reading it (imaging/image_decoding.py) says why.
 """
 import json
 import os
@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import image_samples as samples
-from components import file_paths
-from components import image_decoding
-from components import image_listing
+from superres_tfx.imaging import file_paths
+from superres_tfx.imaging import image_decoding
+from superres_tfx.components import image_listing
 from tests import permissions
 
 
@@ -45,7 +45,7 @@ class TestFolders:
     samples.write_tree(tmp_path, {"a.jpg": b"x", "locked/b.jpg": b"x"})
     (tmp_path / "locked").chmod(0)
     result = json.loads(permissions.run_with_permissions_enforced(
-        "import dataclasses, json, sys\nfrom components import image_listing\n"
+        "import dataclasses, json, sys\nfrom superres_tfx.components import image_listing\n"
         "print(json.dumps(dataclasses.asdict(image_listing.scan_folder(sys.argv[1]))))",
         str(tmp_path)))
     (tmp_path / "locked").chmod(0o755)

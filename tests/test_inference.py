@@ -13,13 +13,13 @@ import pytest
 from skimage import data
 import tensorflow as tf
 
-from components import export
-from components import image_listing
-from components import image_ops
-from components import names
-from pipeline import configs
-from superres import evaluation
-from superres import inference
+from superres_tfx.components import export
+from superres_tfx.components import image_listing
+from superres_tfx.imaging import image_ops
+from superres_tfx.core import names
+from superres_tfx.pipeline import configs
+from superres_tfx import evaluation
+from superres_tfx.inference import upscaling
 
 
 class BicubicUpscaler(tf.Module):
@@ -62,7 +62,7 @@ def serving_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(serving_root):
-  return inference.load_model(str(serving_root / configs.MODEL_NAME))
+  return upscaling.load_model(str(serving_root / configs.MODEL_NAME))
 
 
 def _photo_crop(name: str, top: int, left: int, height: int, width: int) -> np.ndarray:
@@ -81,22 +81,22 @@ def _size_of(path) -> tuple:
 
 def test_base_dir_resolves_to_newest_complete_version(serving_root):
   base = serving_root / configs.MODEL_NAME
-  assert inference.resolve_model_dir(str(base)) == str(base / "10")
-  assert inference.resolve_model_dir(str(serving_root)) == str(base / "10")
-  assert inference.resolve_model_dir(str(base / "9")) == str(base / "9")
+  assert upscaling.resolve_model_dir(str(base)) == str(base / "10")
+  assert upscaling.resolve_model_dir(str(serving_root)) == str(base / "10")
+  assert upscaling.resolve_model_dir(str(base / "9")) == str(base / "9")
 
 
 def test_missing_or_empty_model_paths_give_clear_errors(tmp_path, serving_root):
   missing = tmp_path / "no_such_dir"
-  with pytest.raises(inference.ModelNotFoundError, match="does not exist") as error:
-    inference.resolve_model_dir(str(missing))
+  with pytest.raises(upscaling.ModelNotFoundError, match="does not exist") as error:
+    upscaling.resolve_model_dir(str(missing))
   assert str(missing) in str(error.value)
   only_incomplete = tmp_path / "serving"
   (only_incomplete / "5").mkdir(parents=True)
-  with pytest.raises(inference.ModelNotFoundError, match="superres run"):
-    inference.load_model(str(only_incomplete))
-  with pytest.raises(inference.ModelNotFoundError, match="is a file"):
-    inference.resolve_model_dir(str(serving_root / configs.MODEL_NAME / "10" / "saved_model.pb"))
+  with pytest.raises(upscaling.ModelNotFoundError, match="superres run"):
+    upscaling.load_model(str(only_incomplete))
+  with pytest.raises(upscaling.ModelNotFoundError, match="is a file"):
+    upscaling.resolve_model_dir(str(serving_root / configs.MODEL_NAME / "10" / "saved_model.pb"))
 
 
 def test_loaded_model_upscales_arrays_and_bytes(model, serving_root):
@@ -114,7 +114,7 @@ def test_loaded_model_upscales_arrays_and_bytes(model, serving_root):
   with Image.open(io.BytesIO(png)) as image:
     assert image.format == "PNG" and image.size == (14, 26)
 
-  x3 = inference.load_model(str(serving_root / configs.MODEL_NAME / "9"))
+  x3 = upscaling.load_model(str(serving_root / configs.MODEL_NAME / "9"))
   assert x3.scale == 3 and x3.upscale(lr).shape == (39, 21, 3)
 
 
@@ -140,60 +140,60 @@ def test_read_image_handles_modes_formats_and_orientation(tmp_path):
   }
   for name, image in cases.items():
     image.save(tmp_path / name)
-    array = inference.read_image(str(tmp_path / name))
+    array = upscaling.read_image(str(tmp_path / name))
     assert array.shape == (12, 20, 3) and array.dtype == np.float32, name
     assert 0.0 <= array.min() and array.max() <= 1.0, name
   # Lossless files keep their pixels; RGBA loses only the alpha.
   for name in ("rgba.png", "photo.tiff"):
-    np.testing.assert_allclose(inference.read_image(str(tmp_path / name)), rgb / 255.0, atol=1e-6)
+    np.testing.assert_allclose(upscaling.read_image(str(tmp_path / name)), rgb / 255.0, atol=1e-6)
 
   # 16-bit gray keeps its full range instead of saturating.
   ramp = np.linspace(0, 65535, 12 * 20).reshape(12, 20).astype(np.uint16)
   Image.fromarray(ramp).save(tmp_path / "deep.png")
-  deep = inference.read_image(str(tmp_path / "deep.png"))
+  deep = upscaling.read_image(str(tmp_path / "deep.png"))
   np.testing.assert_allclose(deep[..., 1], ramp / 65535.0, atol=1e-6)
 
   # EXIF orientation 6 (rotate 90 degrees clockwise to view): height and width swap.
   exif = Image.Exif()
   exif[0x0112] = 6
   Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif)
-  assert inference.read_image(str(tmp_path / "rotated.jpg")).shape == (20, 12, 3)
+  assert upscaling.read_image(str(tmp_path / "rotated.jpg")).shape == (20, 12, 3)
 
 
 def test_read_image_errors_name_the_file_and_reason(tmp_path):
-  with pytest.raises(inference.ImageReadError, match="no such file"):
-    inference.read_image(str(tmp_path / "missing.png"))
+  with pytest.raises(upscaling.ImageReadError, match="no such file"):
+    upscaling.read_image(str(tmp_path / "missing.png"))
   (tmp_path / "notes.png").write_text("not an image")
-  with pytest.raises(inference.ImageReadError, match="notes.png: not an image format"):
-    inference.read_image(str(tmp_path / "notes.png"))
+  with pytest.raises(upscaling.ImageReadError, match="notes.png: not an image format"):
+    upscaling.read_image(str(tmp_path / "notes.png"))
   Image.fromarray(_photo_crop("astronaut", 0, 0, 64, 64)).save(tmp_path / "full.jpg")
   (tmp_path / "cut.jpg").write_bytes((tmp_path / "full.jpg").read_bytes()[:300])
-  with pytest.raises(inference.ImageReadError, match="cut.jpg: damaged or truncated"):
-    inference.read_image(str(tmp_path / "cut.jpg"))
-  with pytest.raises(inference.ImageReadError, match="not a file"):
-    inference.read_image(str(tmp_path))
+  with pytest.raises(upscaling.ImageReadError, match="cut.jpg: damaged or truncated"):
+    upscaling.read_image(str(tmp_path / "cut.jpg"))
+  with pytest.raises(upscaling.ImageReadError, match="not a file"):
+    upscaling.read_image(str(tmp_path))
 
 
 def test_write_png_round_trips_with_rounding(tmp_path):
   image = _photo_crop("coffee", 0, 0, 9, 11).astype(np.float32) / 255.0
-  inference.write_png(str(tmp_path / "out" / "image.png"), image)
-  np.testing.assert_allclose(inference.read_image(str(tmp_path / "out" / "image.png")), image,
+  upscaling.write_png(str(tmp_path / "out" / "image.png"), image)
+  np.testing.assert_allclose(upscaling.read_image(str(tmp_path / "out" / "image.png")), image,
                              atol=1e-6)
   with pytest.raises(ValueError, match="output format"):
-    inference.write_image(str(tmp_path / "image.xyz"), image)
+    upscaling.write_image(str(tmp_path / "image.xyz"), image)
 
 
 # Upscaling files.
 
 def test_upscale_file_gives_exactly_scale_times_the_input(tmp_path, serving_root, model):
   Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.jpg", quality=90)
-  size = inference.upscale_file(str(tmp_path / "astronaut.jpg"), str(tmp_path / "astronaut_x2.png"),
+  size = upscaling.upscale_file(str(tmp_path / "astronaut.jpg"), str(tmp_path / "astronaut_x2.png"),
                                 str(serving_root))
   assert size == (1024, 1024)
   assert _size_of(tmp_path / "astronaut_x2.png") == (1024, 1024)
 
   Image.fromarray(_photo_crop("coffee", 10, 10, 7, 13)).save(tmp_path / "small.png")
-  size = inference.upscale_file(str(tmp_path / "small.png"), str(tmp_path / "small_x2.jpg"),
+  size = upscaling.upscale_file(str(tmp_path / "small.png"), str(tmp_path / "small_x2.jpg"),
                                 model, scale=2)
   assert size == (14, 26)
   with Image.open(tmp_path / "small_x2.jpg") as image:
@@ -203,7 +203,7 @@ def test_upscale_file_gives_exactly_scale_times_the_input(tmp_path, serving_root
 def test_upscale_file_rejects_a_scale_the_model_lacks(tmp_path, model):
   Image.fromarray(_photo_crop("coffee", 10, 10, 7, 13)).save(tmp_path / "small.png")
   with pytest.raises(ValueError, match="upscales by 2, not 4"):
-    inference.upscale_file(str(tmp_path / "small.png"), str(tmp_path / "out.png"), model, scale=4)
+    upscaling.upscale_file(str(tmp_path / "small.png"), str(tmp_path / "out.png"), model, scale=4)
   assert not (tmp_path / "out.png").exists()
 
 
@@ -213,7 +213,7 @@ def test_models_exported_by_the_trainer_load(tmp_path):
   version_dir = tmp_path / configs.MODEL_NAME / "1"
   export.export_serving_model(network, 2, str(version_dir))
   Image.fromarray(_photo_crop("chelsea", 0, 0, 7, 13)).save(tmp_path / "cat.png")
-  assert inference.upscale_file(str(tmp_path / "cat.png"), str(tmp_path / "cat_x2.png"),
+  assert upscaling.upscale_file(str(tmp_path / "cat.png"), str(tmp_path / "cat_x2.png"),
                                 str(tmp_path)) == (14, 26)
   assert _size_of(tmp_path / "cat_x2.png") == (26, 14)
 
@@ -271,6 +271,6 @@ def test_a_savedmodel_without_the_signatures_is_rejected(tmp_path):
   plain.double = tf.function(lambda x: {"y": 2.0 * x},
                              input_signature=[tf.TensorSpec([None], tf.float32)])
   tf.saved_model.save(plain, str(tmp_path / "7"), signatures={"serving_default": plain.double})
-  with pytest.raises(inference.ModelNotFoundError,
+  with pytest.raises(upscaling.ModelNotFoundError,
                      match="lacks signature 'upscale', variable 'scale'"):
-    inference.load_model(str(tmp_path))
+    upscaling.load_model(str(tmp_path))

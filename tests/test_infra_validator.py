@@ -14,11 +14,11 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components import export
-from components.infra_validator import canary
-from components.infra_validator import component as infra
-from components.infra_validator import server_process
-from components.pusher import component as pusher
+from superres_tfx.components import export
+from superres_tfx.components.infra_validator import canary
+from superres_tfx.components.infra_validator import component as infra
+from superres_tfx.components.infra_validator import server_process
+from superres_tfx.components.pusher import component as pusher
 from tests import serving_harness
 from tests import transformed_data
 
@@ -236,8 +236,8 @@ def test_answers_off_by_more_than_a_grey_level_or_at_the_wrong_size_are_refused(
 
 
 def test_the_run_summary_says_why_the_serving_check_refused_a_blessed_model():
-  from pipeline import run_summary  # pylint: disable=import-outside-toplevel
-  from superres import report  # pylint: disable=import-outside-toplevel
+  from superres_tfx.pipeline import run_summary  # pylint: disable=import-outside-toplevel
+  from superres_tfx import report  # pylint: disable=import-outside-toplevel
   summary = run_summary.RunSummary(
       run_id="run", outcomes={"InfraValidator": "complete", "Pusher": "complete"},
       blessed=True, infra_blessed=False,

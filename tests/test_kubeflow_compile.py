@@ -14,13 +14,13 @@ from tfx.dsl.components.base import base_executor
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.orchestration.portable import runtime_parameter_utils
 
-from kubeflow import kubeflow_v2_runner
-from kubeflow import run_executor
-from kubeflow import run_parameters
-from pipeline import configs
-from pipeline import local_runner
-from pipeline import pipeline as pipeline_lib
-from superres import cli
+from superres_tfx.kubeflow import kubeflow_v2_runner
+from superres_tfx.kubeflow import run_executor
+from superres_tfx.kubeflow import run_parameters
+from superres_tfx.pipeline import configs
+from superres_tfx.pipeline import local_runner
+from superres_tfx.pipeline import pipeline as pipeline_lib
+from superres_tfx import cli
 
 EXPECTED_TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                   "Transform", "Tuner", "Trainer", "SuperResolutionEvaluator", "Pusher"}
@@ -82,7 +82,7 @@ def test_compiles_every_component_with_the_image_entrypoint_and_validation_gate(
   # Every task starts through the entrypoint that applies the run parameters.
   assert all(container["command"] == run_executor.COMMAND for container in containers)
   # Module code is referenced by name and installed in the image: nothing to upload.
-  assert "components.trainer.run_fn" in json.dumps(tasks["Trainer"])
+  assert "superres_tfx.components.trainer.run_fn" in json.dumps(tasks["Trainer"])
 
 
 def test_declares_each_run_parameter_with_its_type_and_compiled_default(smoke_job):
@@ -248,7 +248,7 @@ def test_the_entrypoint_hands_tfx_entrypoint_the_applied_input(smoke_job, tmp_pa
 
 
 def test_bad_run_parameters_are_refused_naming_the_parameter(smoke_job, tmp_path):
-  from kubeflow import submit  # pylint: disable=import-outside-toplevel
+  from superres_tfx.kubeflow import submit  # pylint: disable=import-outside-toplevel
   for values, message in (({"scale": 5}, "scale must be one of"),
                           ({"profile": "fast"}, "profile must be one of"),
                           ({"train_steps": -1}, "train_steps must be 0 or more"),
@@ -298,7 +298,7 @@ def test_committed_spec_is_the_compiled_default_configuration(tmp_path):
   assert fresh == committed, (
       f"{kubeflow_v2_runner.COMMITTED_SPEC} is stale: regenerate it with "
       "`superres compile --kubeflow kubeflow/superres_pipeline.json`")
-  from kubeflow import submit  # pylint: disable=import-outside-toplevel
+  from superres_tfx.kubeflow import submit  # pylint: disable=import-outside-toplevel
   default = configs.PROFILES[configs.DEFAULT_PROFILE]
   assert submit.parameter_values(fresh) == {
       "data_root": configs.KUBEFLOW_DATA_ROOT, "profile": configs.DEFAULT_PROFILE,
@@ -311,7 +311,7 @@ def test_compiled_job_loads_in_the_vertex_and_kfp_clients_with_run_parameters(sm
   """Offline: the clients' own loaders, no submission."""
   from google.auth import credentials  # pylint: disable=import-outside-toplevel
   from kfp.client import client as kfp_client  # pylint: disable=import-outside-toplevel
-  from kubeflow import submit  # pylint: disable=import-outside-toplevel
+  from superres_tfx.kubeflow import submit  # pylint: disable=import-outside-toplevel
 
   job = tmp_path / "job.json"
   job.write_text(json.dumps(smoke_job))

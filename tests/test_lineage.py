@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from components import names
-from pipeline import configs
-from pipeline import lineage
+from superres_tfx.core import names
+from superres_tfx.pipeline import configs
+from superres_tfx.pipeline import lineage
 from tests.cli_runner import superres_cli, write_small_photos
 
 SMOKE_MODEL = configs.model_name_for(2, "smoke")  # where smoke runs push

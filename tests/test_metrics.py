@@ -6,8 +6,8 @@ from skimage import data
 from skimage import metrics as skmetrics
 import tensorflow as tf
 
-from components import image_ops
-from components import metrics
+from superres_tfx.imaging import image_ops
+from superres_tfx.components import metrics
 
 
 def _matlab_y(rgb: np.ndarray) -> np.ndarray:

@@ -5,8 +5,8 @@ import pytest
 import skimage.data
 import tensorflow as tf
 
-from components import image_ops
-from components import models
+from superres_tfx.imaging import image_ops
+from superres_tfx.components import models
 
 ARCHITECTURES = ("edsr", "espcn", "fsrcnn", "resize_conv")
 SCALES = (2, 3, 4)

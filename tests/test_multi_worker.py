@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from benchmarks import training
-from superres import bundled_data
+from superres_tfx import bundled_data
 
 STEPS = 4
 WORKER_ARGS = ["--steps", str(STEPS), "--batch-size", "8", "--patch-size", "24",

@@ -12,10 +12,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
-from pipeline import run_summary
-from superres import bundled_data
+from superres_tfx.pipeline import configs
+from superres_tfx.pipeline import pipeline as pipeline_lib
+from superres_tfx.pipeline import run_summary
+from superres_tfx import bundled_data
 from tests.cli_runner import superres_cli, write_small_photos
 
 SMOKE_MODEL = configs.model_name_for(2, "smoke")  # where smoke runs push

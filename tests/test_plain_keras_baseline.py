@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import plain_keras_baseline
-from components import image_ops
-from components import metrics
-from superres import bundled_data
-from superres import inference
+from superres_tfx.imaging import image_ops
+from superres_tfx.components import metrics
+from superres_tfx import bundled_data
+from superres_tfx.inference import upscaling
 
 MAX_SIDE = 64
 SCALE = 2
@@ -38,7 +38,7 @@ def test_tiny_run_reports_every_figure_and_bicubic_matches_metrics(tmp_path):
   assert [item["file"] for item in result["per_image"]] == ["china.jpg", "coins.png"]
 
   for item, path in zip(result["per_image"], scored):
-    hr = inference.read_image(path)
+    hr = upscaling.read_image(path)
     top, left = (hr.shape[0] - MAX_SIDE) // 2, (hr.shape[1] - MAX_SIDE) // 2
     hr = tf.constant(hr[top:top + MAX_SIDE, left:left + MAX_SIDE])
     bicubic = image_ops.upscale_bicubic(image_ops.degrade(hr, SCALE), SCALE)

@@ -7,10 +7,10 @@ import tensorflow as tf
 from PIL import Image
 from skimage import data
 
-from components import features
-from components import image_ops
-from components import preprocessing
-from components import training_data
+from superres_tfx.components import features
+from superres_tfx.imaging import image_ops
+from superres_tfx.components import preprocessing
+from superres_tfx.components import training_data
 
 
 def _encode(array, fmt):

@@ -9,10 +9,10 @@ import keras_tuner
 import numpy as np
 import pytest
 
-from components import metrics
-from components import progress_callback
-from components import tuner
-from pipeline import progress
+from superres_tfx.components import metrics
+from superres_tfx.components import progress_callback
+from superres_tfx.components import tuner
+from superres_tfx.pipeline import progress
 
 TRIALS, EPOCHS, STEPS_PER_EPOCH = 4, 10, 1000
 

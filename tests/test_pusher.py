@@ -11,11 +11,11 @@ import sys
 
 import pytest
 
-from components import export
-from components import names
-from components.pusher import component as pusher
-from serving import versions
-from superres import inference
+from superres_tfx.components import export
+from superres_tfx.core import names
+from superres_tfx.components.pusher import component as pusher
+from superres_tfx.serving import versions
+from superres_tfx.inference import upscaling
 from tests import serving_harness
 from tests.cli_runner import tree_digests
 from tfx.proto import pusher_pb2
@@ -102,7 +102,7 @@ def test_a_killed_push_leaves_no_loadable_version_and_the_next_push_succeeds(mod
 
   # What a server and the CLI see: only the old, complete version.
   assert set(names.complete_versions(base)) == {int(old_version)}
-  assert inference.resolve_model_dir(base) == os.path.join(base, old_version)
+  assert upscaling.resolve_model_dir(base) == os.path.join(base, old_version)
   manager = versions.VersionManager(base)
   manager.poll()
   assert manager.served().version == int(old_version)

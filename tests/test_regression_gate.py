@@ -17,10 +17,10 @@ import sys
 
 import pytest
 
-from pipeline import configs
-from pipeline import lineage
-from pipeline import pipeline as pipeline_lib
-from pipeline import run_summary
+from superres_tfx.pipeline import configs
+from superres_tfx.pipeline import lineage
+from superres_tfx.pipeline import pipeline as pipeline_lib
+from superres_tfx.pipeline import run_summary
 from tests.cli_runner import superres_cli, tree_digests, write_small_photos
 
 pytestmark = pytest.mark.e2e
@@ -35,9 +35,9 @@ X3_STEPS = 60  # a first x3 model: nothing to regress against, only bicubic's ga
 # `superres ARGS` with the "gate" profile added to the profiles (argv[1]: its JSON).
 CLI_WITH_GATE_PROFILE = """
 import dataclasses, json, sys
-from pipeline import configs
+from superres_tfx.pipeline import configs
 configs.PROFILES["gate"] = dataclasses.replace(configs.PROFILES["smoke"], **json.loads(sys.argv[1]))
-from superres import cli
+from superres_tfx import cli
 sys.exit(cli.main(sys.argv[2:]))
 """
 

@@ -16,11 +16,11 @@ import time
 import pytest
 from ml_metadata import metadata_store
 
-from components import names
-from pipeline import configs
-from pipeline import lineage
-from pipeline import pipeline as pipeline_lib
-from pipeline import run_summary
+from superres_tfx.core import names
+from superres_tfx.pipeline import configs
+from superres_tfx.pipeline import lineage
+from superres_tfx.pipeline import pipeline as pipeline_lib
+from superres_tfx.pipeline import run_summary
 from tests.cli_runner import superres_cli, write_small_photos
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +54,7 @@ def _kill_during_training(args, home):
              PYTHONUNBUFFERED="1")
   with open(home / "killed-run.stderr", "w") as stderr:
     process = subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, "-m", "superres.cli", *args], stdout=subprocess.PIPE, stderr=stderr,
+        [sys.executable, "-m", "superres_tfx.cli", *args], stdout=subprocess.PIPE, stderr=stderr,
         text=True, env=env, start_new_session=True)
     # Silence that outlasts KILL_TIMEOUT ends the run too, and the test fails.
     watchdog = threading.Timer(KILL_TIMEOUT, _kill_group, (process.pid,))

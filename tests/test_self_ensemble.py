@@ -10,10 +10,10 @@ from skimage import data
 import tensorflow as tf
 
 from benchmarks import quality
-from components import export
-from components import image_ops
-from components.models import registry
-from superres import inference
+from superres_tfx.components import export
+from superres_tfx.imaging import image_ops
+from superres_tfx.components.models import registry
+from superres_tfx.inference import upscaling
 from tests import serving_harness
 
 SCALE = 2
@@ -66,8 +66,8 @@ def test_self_ensemble_is_the_mean_over_the_eight_flips_and_rotations(exported):
 
 
 def test_the_exported_graph_ensembles_and_says_so(exported):
-  plain = inference.Upscaler(exported["plain"])
-  ensembled = inference.Upscaler(exported["ensembled"])
+  plain = upscaling.Upscaler(exported["plain"])
+  ensembled = upscaling.Upscaler(exported["ensembled"])
   assert not plain.self_ensemble and ensembled.self_ensemble
   lr = _odd_image()
   # The graph averages the network's outputs, then clips to [0, 1] once.
@@ -85,8 +85,8 @@ def test_the_exported_graph_ensembles_and_says_so(exported):
 
 
 def test_ensemble_added_at_scoring_matches_the_exported_one(exported):
-  added = inference.Upscaler(exported["gentle_plain"], add_self_ensemble=True)
-  ensembled = inference.Upscaler(exported["gentle_ensembled"], add_self_ensemble=True)
+  added = upscaling.Upscaler(exported["gentle_plain"], add_self_ensemble=True)
+  ensembled = upscaling.Upscaler(exported["gentle_ensembled"], add_self_ensemble=True)
   assert added.self_ensemble and ensembled.self_ensemble
   lr = 0.25 + 0.5 * _odd_image()  # mid-range, away from the clipping limits
   raw = exported["gentle"](lr[np.newaxis], training=False).numpy()
@@ -96,8 +96,8 @@ def test_ensemble_added_at_scoring_matches_the_exported_one(exported):
 
 
 def test_ensemble_added_at_scoring_applies_to_encoded_bytes_too(exported):
-  plain = inference.Upscaler(exported["plain"])
-  added = inference.Upscaler(exported["plain"], add_self_ensemble=True)
+  plain = upscaling.Upscaler(exported["plain"])
+  added = upscaling.Upscaler(exported["plain"], add_self_ensemble=True)
   lr_uint8 = image_ops.to_uint8(_odd_image())
   encoded = tf.io.encode_png(lr_uint8).numpy()
   served = tf.io.decode_png(added.upscale_bytes(encoded)).numpy()
@@ -126,8 +126,8 @@ def test_benchmark_records_the_ensemble_and_its_cost(exported, tmp_path):
     ("default", [], True), ("default", ["--no-self-ensemble"], False),
     ("smoke", [], False), ("smoke", ["--self-ensemble"], True)])
 def test_run_flag_overrides_the_profile_for_the_trainer(profile, flags, expected, tmp_path):
-  from pipeline import local_runner  # pylint: disable=import-outside-toplevel
-  from superres import cli  # pylint: disable=import-outside-toplevel
+  from superres_tfx.pipeline import local_runner  # pylint: disable=import-outside-toplevel
+  from superres_tfx import cli  # pylint: disable=import-outside-toplevel
   args = cli.build_parser().parse_args(["run", "--profile", profile, *flags])
   pipeline = local_runner.build(local_runner.RunOptions(
       data_root=str(tmp_path / "images"), pipeline_root=str(tmp_path / "root"),

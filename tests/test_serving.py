@@ -1,4 +1,4 @@
-"""The model server (`python -m serving`) as a real process in the serving environment.
+"""The model server (`python -m superres_tfx.serving`) as a real process in the serving environment.
 
 Two tiny ESPCN models with different weights are pushed as versions 1 and 2, so answers
 tell the versions apart. Requests go through the project's client and through plain TF
@@ -31,12 +31,12 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 import yaml
 
-from components import names
-from pipeline import configs
-from serving import client
-from serving import launcher
-from superres import inference
-from superres import tiling
+from superres_tfx.core import names
+from superres_tfx.pipeline import configs
+from superres_tfx.serving import client
+from superres_tfx.serving import launcher
+from superres_tfx.inference import upscaling
+from superres_tfx.inference import tiling
 from tests import serving_harness
 from tests.serving_harness import NAME, SERVING_PYTHON
 from tests.serving_harness import local as _local
@@ -178,7 +178,7 @@ def test_large_images_go_in_tiles(server, models, tmp_path):
   Image.fromarray(_random_image(60, 80, seed=6)).save(source)
   with client.RestClient(server.url, NAME) as rest:
     assert client.upscale_file(str(source), str(tmp_path / "remote.png"), rest) == (120, 160)
-  inference.upscale_file(str(source), str(tmp_path / "local.png"), models[version][0])
+  upscaling.upscale_file(str(source), str(tmp_path / "local.png"), models[version][0])
   remote, local = _pixels((tmp_path / "remote.png").read_bytes()), _pixels(
       (tmp_path / "local.png").read_bytes())
   assert np.abs(remote.astype(int) - local).max() <= 1
@@ -348,14 +348,14 @@ def test_load_run_has_no_errors(server, models):
 
 
 def test_launcher_and_rest_client_need_no_tensorflow():
-  code = ("import sys; import serving.launcher, serving.client; "
+  code = ("import sys; import superres_tfx.serving.launcher, superres_tfx.serving.client; "
           "print(sorted(m for m in ('tensorflow', 'kserve', 'grpc') if m in sys.modules))")
   result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           check=True, env=dict(os.environ, PYTHONPATH=ROOT))
   assert result.stdout.strip() == "[]"
   args = launcher.add_arguments(argparse.ArgumentParser()).parse_args(["--model-base", "m"])
   assert launcher.serving_command(args) == [
-      SERVING_PYTHON, "-m", "serving", "--model-base", os.path.abspath("m"),
+      SERVING_PYTHON, "-m", "superres_tfx.serving", "--model-base", os.path.abspath("m"),
       "--host", "127.0.0.1", "--rest-port", "8501", "--grpc-port", "8500",
       "--poll-seconds", "1.0", "--max-pixels", str(launcher.DEFAULT_MAX_PIXELS),
       "--max-body-bytes", str(launcher.DEFAULT_MAX_BODY_BYTES),
@@ -370,8 +370,8 @@ MANIFESTS = os.path.join(ROOT, "kubeflow", "serving")
 
 
 def _check_manifests(*paths):
-  return subprocess.run([SERVING_PYTHON, "-m", "serving.check_manifests", *paths], cwd=ROOT,
-                        capture_output=True, text=True, check=False)
+  return subprocess.run([SERVING_PYTHON, "-m", "superres_tfx.serving.check_manifests", *paths],
+                        cwd=ROOT, capture_output=True, text=True, check=False)
 
 
 def test_manifests_validate(tmp_path):

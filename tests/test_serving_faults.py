@@ -1,6 +1,6 @@
 """The model server under faults: floods, clients that vanish, versions removed, a kill.
 
-One real `python -m serving` process with small admission limits (2 running + 2
+One real `python -m superres_tfx.serving` process with small admission limits (2 running + 2
 waiting) serves versions 1 and 2 of two tiny models with different weights. Admission
 control itself is also checked in-process, where the timing can be forced.
 """
@@ -23,8 +23,8 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import admission as admission_control
-from serving import client
+from superres_tfx.serving import admission as admission_control
+from superres_tfx.serving import client
 from tests import serving_harness
 from tests.serving_harness import NAME, Server, local, pixels_of, png, random_image, wait_for
 

@@ -15,8 +15,8 @@ import pytest
 import requests
 from skimage import data
 
-from serving import client
-from superres import inference
+from superres_tfx.serving import client
+from superres_tfx.inference import upscaling
 from tests import serving_harness
 from tests.serving_harness import NAME, export_models, pixels_of
 from tests.serving_harness import serving_environment_missing, MISSING_ENVIRONMENT
@@ -63,7 +63,7 @@ def photo_and_expected(models):
   photo = _photo_jpeg()
   upscaler = models[1][1]
   expected = pixels_of(b"".join(upscaler.upscale_to_png(
-      inference.decode_image(photo), upscaler.tile_size_for(BUDGET_MIB << 20))))
+      upscaling.decode_image(photo), upscaler.tile_size_for(BUDGET_MIB << 20))))
   return photo, expected
 
 

@@ -1,6 +1,6 @@
 """The model server's request limits: body size (413), batch size, and what stays reachable.
 
-One real `python -m serving` process with a small body limit and batch limit serves a
+One real `python -m superres_tfx.serving` process with a small body limit and batch limit serves a
 tiny model. Oversized bodies are refused without being held (the server's memory is
 read from /proc), status calls stay quick while large predictions run, and only TF
 Serving's REST API and /metrics answer: KServe's V2 and model-repository routes do not.
@@ -21,7 +21,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import launcher
+from superres_tfx.serving import launcher
 from tests import serving_harness
 from tests.serving_harness import NAME, local, pixels_of, png, random_image, wait_for
 

@@ -21,13 +21,13 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from components import names
-from pipeline import configs
-from serving import __main__ as server_main
-from serving import client
-from serving import launcher
-from serving import model_config
-from serving import versions
+from superres_tfx.core import names
+from superres_tfx.pipeline import configs
+from superres_tfx.serving import __main__ as server_main
+from superres_tfx.serving import client
+from superres_tfx.serving import launcher
+from superres_tfx.serving import model_config
+from superres_tfx.serving import versions
 from tests import serving_harness
 from tests.serving_harness import Server, local, pixels_of, png, random_image, wait_for
 

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from pipeline import storage
-from superres import cli
+from superres_tfx.pipeline import storage
+from superres_tfx import cli
 from tests.cli_runner import write_small_photos
 
 

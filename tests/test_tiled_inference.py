@@ -11,11 +11,11 @@ from PIL import Image
 import pytest
 from skimage import data
 
-from components import export
-from components import footprint
-from components.models import registry
-from superres import inference
-from superres import png_stream
+from superres_tfx.components import export
+from superres_tfx.inference import footprint
+from superres_tfx.components.models import registry
+from superres_tfx.inference import upscaling
+from superres_tfx.inference import png_stream
 from tests.serving_harness import pixels_of as _pixels
 from tests.serving_harness import png as _png
 
@@ -42,7 +42,7 @@ def upscaler(request, tmp_path_factory):
   architecture, scale = request.param
   path = str(tmp_path_factory.mktemp(f"{architecture}_x{scale}"))
   export.export_serving_model(_random_weights_model(architecture, scale), scale, path)
-  return inference.Upscaler(path)
+  return upscaling.Upscaler(path)
 
 
 def test_tiled_png_equals_the_whole_image_signature(upscaler):
@@ -65,7 +65,7 @@ def test_float_tiles_use_the_receptive_radius_by_default(upscaler):
 def test_self_ensembled_model_tiles_too(tmp_path):
   export.export_serving_model(_random_weights_model("espcn", 2), 2, str(tmp_path),
                               self_ensemble=True)
-  upscaler = inference.Upscaler(str(tmp_path))
+  upscaler = upscaling.Upscaler(str(tmp_path))
   lr = _photo(*ODD_SIZE)
   whole = _pixels(upscaler.upscale_bytes(_png(lr)))
   tiled = _pixels(b"".join(upscaler.upscale_to_png(lr, SMALL_TILE)))
@@ -75,7 +75,7 @@ def test_self_ensembled_model_tiles_too(tmp_path):
 
 def test_tile_size_follows_the_memory_budget(tmp_path):
   export.export_serving_model(_random_weights_model("edsr", 2), 2, str(tmp_path))
-  upscaler = inference.Upscaler(str(tmp_path))
+  upscaler = upscaling.Upscaler(str(tmp_path))
   # Eight 3x3 kernels (head, 2 blocks of 2, body end, upsampling, output), beside
   # bicubic's 2.
   assert upscaler.receptive_radius == 8
@@ -114,7 +114,7 @@ def test_exported_signature_tiles_in_its_graph(architecture, tmp_path):
   (here made to cut 32-pixel tiles) and still equals one whole-image pass."""
   export.export_serving_model(_random_weights_model(architecture, 3), 3, str(tmp_path),
                               tile_memory=1)  # the smallest tiles there are
-  upscaler = inference.Upscaler(str(tmp_path))
+  upscaler = upscaling.Upscaler(str(tmp_path))
   lr = _photo(70, 45)  # 3 x 2 tiles of 32, the last row and column partial
   assert footprint.MIN_TILE_SIZE < 45 < 70 < 3 * footprint.MIN_TILE_SIZE
   tiled_in_graph = _pixels(upscaler.upscale_bytes(_png(lr)))

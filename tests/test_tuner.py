@@ -7,10 +7,10 @@ import pytest
 import skimage.data
 from tfx.components.trainer import fn_args_utils
 
-from components import model as model_lib
-from components import tuner
-from pipeline import configs
-from pipeline import pipeline as pipeline_lib
+from superres_tfx.components import model as model_lib
+from superres_tfx.components import tuner
+from superres_tfx.pipeline import configs
+from superres_tfx.pipeline import pipeline as pipeline_lib
 from tests import transformed_data
 
 SCALE = 2
@@ -67,7 +67,7 @@ def test_search_objective_is_validation_psnr(transformed, tmp_path):
 
 
 def _exec_custom_configs(tmp_path, **options):
-  from pipeline import local_runner  # pylint: disable=import-outside-toplevel
+  from superres_tfx.pipeline import local_runner  # pylint: disable=import-outside-toplevel
   pipeline = local_runner.build(local_runner.RunOptions(
       data_root=str(tmp_path / "images"), pipeline_root=str(tmp_path / "root"), **options))
   return {component.id: json.loads(component.exec_properties["custom_config"])

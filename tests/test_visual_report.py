@@ -14,12 +14,12 @@ from skimage import data
 import tensorflow as tf
 
 from benchmarks import quality
-from components import export
-from components import image_ops
-from components.models import registry
-from superres import evaluation
-from superres import inference
-from superres import visual_report
+from superres_tfx.components import export
+from superres_tfx.imaging import image_ops
+from superres_tfx.components.models import registry
+from superres_tfx import evaluation
+from superres_tfx.inference import upscaling
+from superres_tfx import visual_report
 
 SCALE = 2
 TRIALS = [
@@ -94,7 +94,7 @@ def test_figures_are_pngs_of_the_expected_size_and_content(random_report, photos
   figures = [item for item in report["per_image"] if item["figure"]]
   assert len(figures) == 2
   for item, path in zip(figures, photos):
-    hr = image_ops.crop_to_multiple(tf.constant(inference.read_image(path)), SCALE)
+    hr = image_ops.crop_to_multiple(tf.constant(upscaling.read_image(path)), SCALE)
     lr = image_ops.degrade(hr, SCALE).numpy()
     hr = hr.numpy()
     crop = item["crop"]
@@ -123,11 +123,11 @@ def test_figures_are_pngs_of_the_expected_size_and_content(random_report, photos
 
 def test_table_values_are_those_of_evaluate_image(random_report, models, photos):
   index, report = random_report
-  upscaler = inference.load_model(models["random"])
+  upscaler = upscaling.load_model(models["random"])
   page = open(index, encoding="utf-8").read()
   assert [item["name"] for item in report["per_image"]] == ["astronaut.png", "chelsea.png"]
   for item, path in zip(report["per_image"], photos):
-    expected = evaluation.evaluate_image(upscaler, inference.read_image(path))
+    expected = evaluation.evaluate_image(upscaler, upscaling.read_image(path))
     for key, value in expected.items():
       assert item[key] == pytest.approx(value, abs=1e-9), key
     assert f"<td>{expected['psnr_model']:.2f}</td><td>{expected['psnr_bicubic']:.2f}</td>" in page

@@ -2,8 +2,8 @@
 the same architecture and scale, and from scratch otherwise."""
 import numpy as np
 
-from components import trainer
-from components.models import registry
+from superres_tfx.components import trainer
+from superres_tfx.components.models import registry
 
 
 def _settings(architecture="espcn", width=8, depth=1, scale=2):

@@ -12,8 +12,8 @@ from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata
 from tensorflow_transform.tf_metadata import schema_utils
 
-from components import features
-from components import preprocessing
+from superres_tfx.components import features
+from superres_tfx.components import preprocessing
 
 
 def _png(array) -> bytes:

@@ -21,10 +21,10 @@ from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEv
 from tfx.types.standard_artifacts import TransformGraph
 from tfx.utils import path_utils
 
-from components import names
-from components import training_data
-from components.evaluator import scoring
-from pipeline import configs
+from superres_tfx.components import training_data
+from superres_tfx.components.evaluator import gate
+from superres_tfx.components.evaluator import scoring
+from superres_tfx.core import names
 
 EVAL_SPLIT = "eval"
 
@@ -37,9 +37,9 @@ def _load(model_artifact):
   return scoring.load_upscaler(path_utils.serving_model_path(model_artifact.uri))
 
 
-def _score(upscale, examples, transform_output, scale: int) -> scoring.Scores:
+def _score(upscale, examples, transform_output, scale: int) -> gate.Scores:
   pattern = os.path.join(artifact_utils.get_split_uri([examples], EVAL_SPLIT), "*")
-  pairs = training_data.eval_dataset(pattern, transform_output, configs.EVAL_BATCH_SIZE)
+  pairs = training_data.eval_dataset(pattern, transform_output, training_data.EVAL_BATCH_SIZE)
   return scoring.score(upscale, pairs.as_numpy_iterator(), scale)
 
 
@@ -58,7 +58,7 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
   transform_output = tft.TFTransformOutput(transform_graph.uri)
   candidate = _score(_load(model), examples, transform_output, scale)
   # A profile may ask for a smaller tolerance than the project's, never a larger one.
-  max_regression_db = min(max_regression_db, configs.MAX_REGRESSION_DB)
+  max_regression_db = min(max_regression_db, gate.MAX_REGRESSION_DB)
   baseline = None
   if baseline_model is not None and baseline_model.uri == model.uri:
     baseline = candidate  # a re-run re-evaluating the blessed model itself
@@ -73,8 +73,8 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
       # still resolve one of another scale, which cannot be compared.
       logging.warning("Baseline %s upscales x%d, not x%d: not compared.", baseline_model.uri,
                       baseline_scale, scale)
-  blessed, reason = scoring.blessing_verdict(candidate, baseline, min_gain_db,
-                                             max_regression_db)
+  blessed, reason = gate.blessing_verdict(candidate, baseline, min_gain_db,
+                                          max_regression_db)
   logging.info("Blessing: %s (%s)", blessed, reason)
 
   result = {"scale": scale, "images": candidate.images,

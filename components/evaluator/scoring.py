@@ -3,30 +3,16 @@
 PSNR and SSIM follow the super-resolution literature: Y channel of BT.601 (studio
 range), `scale` pixels cropped from every border (components/metrics.py).
 """
-import dataclasses
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from components import errors
-from components import image_ops
-from components import metrics
-from components import names
-
-
-@dataclasses.dataclass
-class Scores:
-  """Mean scores over the evaluated images (Transform tiles, in the pipeline)."""
-  images: int
-  psnr_model: float
-  ssim_model: float
-  psnr_bicubic: float
-  ssim_bicubic: float
-
-  @property
-  def gain_db(self) -> float:
-    return self.psnr_model - self.psnr_bicubic
+from superres_tfx.components import metrics
+from superres_tfx.components.evaluator.gate import Scores
+from superres_tfx.core import errors
+from superres_tfx.core import names
+from superres_tfx.imaging import image_ops
 
 
 def load_upscaler(saved_model_dir: str):
@@ -61,18 +47,3 @@ def score(upscale_fn, pairs: Iterable[Tuple[np.ndarray, np.ndarray]], scale: int
                 ssim_model=float(np.mean(ssim_model)),
                 psnr_bicubic=float(np.mean(psnr_bicubic)),
                 ssim_bicubic=float(np.mean(ssim_bicubic)))
-
-
-def blessing_verdict(candidate: Scores, baseline: Optional[Scores], min_gain_db: float,
-                     max_regression_db: float) -> Tuple[bool, str]:
-  """Blessed only when the model beats bicubic by the margin and does not regress."""
-  if candidate.gain_db < min_gain_db:
-    return False, (f"gain over bicubic {candidate.gain_db:+.2f} dB is below the required "
-                   f"{min_gain_db:+.2f} dB")
-  if baseline is not None and candidate.psnr_model < baseline.psnr_model - max_regression_db:
-    return False, (f"PSNR {candidate.psnr_model:.2f} dB regresses against the last blessed "
-                   f"model's {baseline.psnr_model:.2f} dB (tolerance {max_regression_db} dB)")
-  against = "; no model blessed under this name before" if baseline is None else (
-      f"; last blessed model {baseline.psnr_model:.2f} dB")
-  return True, (f"gain over bicubic {candidate.gain_db:+.2f} dB (required "
-                f"{min_gain_db:+.2f} dB){against}")

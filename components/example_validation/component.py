@@ -10,7 +10,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
-from components import names
+from superres_tfx.core import names
 
 
 class Executor(example_validator_executor.Executor):

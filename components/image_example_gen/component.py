@@ -11,10 +11,13 @@ from tfx.proto import range_config_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components import features
-from components import image_listing
-from components.image_example_gen import executor
-from pipeline import configs
+from superres_tfx.components import features
+from superres_tfx.components import image_listing
+from superres_tfx.components.image_example_gen import executor
+
+# Train/eval split, by hash of the file's relative path.
+TRAIN_BUCKETS = 4
+EVAL_BUCKETS = 1
 
 
 def default_output_config() -> example_gen_pb2.Output:
@@ -26,9 +29,9 @@ def default_output_config() -> example_gen_pb2.Output:
   return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
       splits=[
           example_gen_pb2.SplitConfig.Split(
-              name="train", hash_buckets=configs.TRAIN_BUCKETS),
+              name="train", hash_buckets=TRAIN_BUCKETS),
           example_gen_pb2.SplitConfig.Split(
-              name="eval", hash_buckets=configs.EVAL_BUCKETS),
+              name="eval", hash_buckets=EVAL_BUCKETS),
       ],
       partition_feature_name=features.FILENAME))
 
@@ -65,7 +68,7 @@ class ImageExampleGen(component.FileBasedExampleGen):
   """Ingests a folder tree (local or gs://) of JPEG, PNG, BMP, GIF, WebP and TIFF files.
 
   Writes one tf.Example per readable image (see components/features.py) into
-  train and eval splits, 4:1 by default (pipeline/configs.py), chosen by a hash
+  train and eval splits, 4:1 by default (TRAIN_BUCKETS, EVAL_BUCKETS), chosen by a hash
   of the file's path relative to `input_base`. Unusable files are quarantined
   and listed with their reasons in `quarantine.json` in the Examples artifact
   (see executor.py).

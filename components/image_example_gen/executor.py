@@ -33,10 +33,10 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components import features
-from components import file_paths
-from components import image_decoding
-from components import image_listing
+from superres_tfx.components import features
+from superres_tfx.imaging import file_paths
+from superres_tfx.imaging import image_decoding
+from superres_tfx.components import image_listing
 
 QUARANTINE_FILE = "quarantine.json"
 INGESTED_PROPERTY = "ingested"

@@ -13,9 +13,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from components import names
-from components import training_data
-from serving import client
+from superres_tfx.core import names
+from superres_tfx.components import training_data
+from superres_tfx.serving import client
 
 # A difference of one grey level, on the [0, 1] float scale: PNG answers are 8-bit, and
 # the server runs another TensorFlow release than the Trainer did.
@@ -75,7 +75,7 @@ def grpc_bytes(target: str, name: str, canaries: Canaries) -> Answers:
 
 
 def grpc_floats(target: str, name: str, canaries: Canaries) -> Answers:
-  """The `upscale` signature over gRPC (serving.client sends encoded images only)."""
+  """The `upscale` signature over gRPC (superres_tfx.serving.client sends encoded images only)."""
   # pylint: disable=import-outside-toplevel
   import grpc
   from tensorflow_serving.apis import predict_pb2

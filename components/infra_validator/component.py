@@ -2,7 +2,7 @@
 before the Pusher may push it.
 
 TFX's own InfraValidator starts TensorFlow Serving (a local binary, Docker or a
-Kubernetes pod); this project serves with its own server (`python -m serving`, TF 2.21
+Kubernetes pod); this project serves with its own server (`python -m superres_tfx.serving`, TF 2.21
 in the serving environment), so this component starts that instead, on free loopback
 ports, with the candidate staged as version 1. It sends canary requests built from real
 eval images (encoded PNG bytes over REST and gRPC, float32 pixels over gRPC) and checks
@@ -32,10 +32,10 @@ from tfx.types.standard_artifacts import TransformGraph
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
-from components import errors
-from components.infra_validator import canary
-from components.infra_validator import server_process
-from serving import launcher
+from superres_tfx.core import errors
+from superres_tfx.components.infra_validator import canary
+from superres_tfx.components.infra_validator import server_process
+from superres_tfx.serving import launcher
 
 EVAL_SPLIT = "eval"
 # What tfx.components.infra_validator.executor writes (_mark_blessed, _mark_not_blessed).

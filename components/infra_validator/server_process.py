@@ -1,5 +1,5 @@
-"""The project's model server (`python -m serving`, in the serving environment) as a child
-process on free loopback ports, for one candidate model.
+"""The project's model server (`python -m superres_tfx.serving`, in the serving
+environment) as a child process on free loopback ports, for one candidate model.
 
 The server loads the highest version under its base directory before it opens its
 ports, and keeps running when that version fails to load (reporting the error in the
@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import requests
 
-from serving import launcher
+from superres_tfx.serving import launcher
 
 LOOPBACK = "127.0.0.1"
 STOP_TIMEOUT_SECONDS = 20
@@ -28,9 +28,6 @@ REASON_CHARS = 600
 # A port picked free can be taken before the server binds it; only then is a second
 # start worth it.
 PORT_TAKEN = re.compile(r"address already in use|failed to bind", re.IGNORECASE)
-# The repository root, so `python -m serving` imports this checkout's (or image's) code
-# whatever the serving environment's own path says.
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class ServerFailed(Exception):
@@ -50,7 +47,7 @@ def one_line(text: str, limit: int = REASON_CHARS) -> str:
 
 
 class ServerProcess:
-  """`python -m serving --model-base BASE --name NAME` with its output in `log_path`.
+  """`python -m superres_tfx.serving --model-base BASE --name NAME` with its output in `log_path`.
 
   Raises launcher.ServingEnvironmentMissing (a ValueError) when the serving environment
   is not installed.
@@ -72,14 +69,16 @@ class ServerProcess:
     return f"{LOOPBACK}:{self.grpc_port}"
 
   def command(self) -> List[str]:
-    return [self._python, "-m", "serving", "--model-base", self.model_base, "--name", self.name,
-            "--host", LOOPBACK, "--rest-port", str(self.rest_port),
+    return [self._python, "-m", launcher.SERVER_MODULE, "--model-base", self.model_base,
+            "--name", self.name, "--host", LOOPBACK, "--rest-port", str(self.rest_port),
             "--grpc-port", str(self.grpc_port)]
 
   def start(self) -> None:
     self.rest_port, self.grpc_port = free_port(), free_port()
-    # The serving environment is another Python: none of this process's PYTHONPATH.
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    # The serving environment is another Python (with this project installed in it):
+    # none of this process's PYTHONPATH.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     self.started = time.monotonic()
     with open(self.log_path, "ab") as log:
       self.process = subprocess.Popen(  # pylint: disable=consider-using-with

@@ -2,12 +2,12 @@
 
 Importing the package registers every architecture.
 """
-from components.models import edsr_arch  # noqa: F401  (registers "edsr")
-from components.models import espcn_arch  # noqa: F401  (registers "espcn")
-from components.models import fsrcnn_arch  # noqa: F401  (registers "fsrcnn")
-from components.models import resize_conv_arch  # noqa: F401  (registers "resize_conv")
-from components.models.registry import ARCHITECTURES
-from components.models.registry import architecture_names
-from components.models.registry import build_model
-from components.models.registry import multiply_adds_per_output_pixel
-from components.models.registry import register
+from superres_tfx.components.models import edsr_arch  # noqa: F401  (registers "edsr")
+from superres_tfx.components.models import espcn_arch  # noqa: F401  (registers "espcn")
+from superres_tfx.components.models import fsrcnn_arch  # noqa: F401  (registers "fsrcnn")
+from superres_tfx.components.models import resize_conv_arch  # noqa: F401  (registers "resize_conv")
+from superres_tfx.components.models.registry import ARCHITECTURES
+from superres_tfx.components.models.registry import architecture_names
+from superres_tfx.components.models.registry import build_model
+from superres_tfx.components.models.registry import multiply_adds_per_output_pixel
+from superres_tfx.components.models.registry import register

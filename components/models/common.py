@@ -8,7 +8,7 @@ dead, all-zero residual (which plain nets on [0, 1] input did within ~100 steps)
 import keras
 import tensorflow as tf
 
-from components import image_ops
+from superres_tfx.imaging import image_ops
 
 _PACKAGE = "superres"
 

@@ -4,8 +4,8 @@ stages, as in the paper).
 """
 import keras
 
-from components.models import common
-from components.models.registry import register
+from superres_tfx.components.models import common
+from superres_tfx.components.models.registry import register
 
 RESIDUAL_SCALING = 0.1
 

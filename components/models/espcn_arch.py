@@ -2,8 +2,8 @@
 
 width=64, depth=1 is the reference network (26,796 parameters at x2).
 """
-from components.models import common
-from components.models.registry import register
+from superres_tfx.components.models import common
+from superres_tfx.components.models.registry import register
 
 
 @register("espcn")

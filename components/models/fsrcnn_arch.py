@@ -8,8 +8,8 @@ receives the same number of taps (no checkerboard from uneven overlap), and with
 """
 import keras
 
-from components.models import common
-from components.models.registry import register
+from superres_tfx.components.models import common
+from superres_tfx.components.models.registry import register
 
 
 @register("fsrcnn")

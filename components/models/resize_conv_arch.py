@@ -7,8 +7,8 @@ repeat that exports with variable image sizes.
 """
 import keras
 
-from components.models import common
-from components.models.registry import register
+from superres_tfx.components.models import common
+from superres_tfx.components.models.registry import register
 
 
 @register("resize_conv")

@@ -22,7 +22,7 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
-from components import names
+from superres_tfx.core import names
 
 STAGING_PREFIX = ".incoming-"
 

@@ -11,11 +11,11 @@ from typing import Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from components import errors
-from components import image_listing
-from components import image_ops
-from components import metrics
-from superres import inference
+from superres_tfx.core import errors
+from superres_tfx.components import image_listing
+from superres_tfx.imaging import image_ops
+from superres_tfx.components import metrics
+from superres_tfx.inference import upscaling
 
 
 class EvaluationDataError(errors.SuperresError):
@@ -27,7 +27,7 @@ def min_image_side(scale: int) -> int:
   return metrics.SSIM_WINDOW + 2 * scale
 
 
-def evaluate_image(upscaler: inference.Upscaler, hr: np.ndarray) -> dict:
+def evaluate_image(upscaler: upscaling.Upscaler, hr: np.ndarray) -> dict:
   """PSNR/SSIM of the model and of bicubic on one HR image [H, W, 3] in [0, 1]."""
   s = upscaler.scale
   hr = image_ops.crop_to_multiple(tf.convert_to_tensor(hr, tf.float32), s)
@@ -40,7 +40,7 @@ def evaluate_image(upscaler: inference.Upscaler, hr: np.ndarray) -> dict:
           "ssim_model": float(ssim[0]), "ssim_bicubic": float(ssim[1])}
 
 
-def evaluate_folder(model_path: Union[str, inference.Upscaler], data_dir: str,
+def evaluate_folder(model_path: Union[str, upscaling.Upscaler], data_dir: str,
                     scale: Optional[int] = None) -> dict:
   """Mean PSNR/SSIM of the model and of bicubic over every image under data_dir.
 
@@ -54,17 +54,17 @@ def evaluate_folder(model_path: Union[str, inference.Upscaler], data_dir: str,
     EvaluationDataError: none of the image files could be evaluated.
   """
   data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
-  upscaler = (model_path if isinstance(model_path, inference.Upscaler)
-              else inference.load_model(model_path))
-  inference.check_scale(upscaler, scale)
+  upscaler = (model_path if isinstance(model_path, upscaling.Upscaler)
+              else upscaling.load_model(model_path))
+  upscaling.check_scale(upscaler, scale)
   files = image_listing.list_image_files(data_dir)
 
   min_side = min_image_side(upscaler.scale)
   per_image, skipped = [], []
   for name in files:
     try:
-      hr = inference.read_image(os.path.join(data_dir, name))
-    except inference.ImageReadError as error:
+      hr = upscaling.read_image(os.path.join(data_dir, name))
+    except upscaling.ImageReadError as error:
       skipped.append({"file": name, "reason": str(error)})
       continue
     if min(hr.shape[:2]) < min_side:

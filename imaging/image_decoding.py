@@ -26,8 +26,8 @@ from PIL import ExifTags
 from PIL import Image
 from PIL import ImageOps
 
-from components import errors
-from components import file_paths
+from superres_tfx.core import errors
+from superres_tfx.imaging import file_paths
 
 # Pillow formats opened at all; a file of any other format is "not an image".
 PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")

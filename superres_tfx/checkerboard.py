@@ -1,7 +1,7 @@
 """Checkerboard artifacts: how much an upscaled image repeats every `scale` pixels.
 
 Numpy only, on the luma of an output image. The visual report
-(superres.visual_report) shows these scores per image; benchmarks/quality.py
+(superres_tfx.visual_report) shows these scores per image; benchmarks/quality.py
 compares them across models.
 """
 from typing import Tuple

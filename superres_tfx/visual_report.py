@@ -4,9 +4,9 @@ The report shows, for a list of high-resolution photos degraded exactly as in
 training (components.image_ops.degrade):
 - side-by-side crops of the most textured region: the low-resolution input blown up
   by pixel repetition, bicubic, the model and the original, each with its PSNR;
-- per-image PSNR/SSIM of the model and of bicubic, as superres.evaluation scores them
+- per-image PSNR/SSIM of the model and of bicubic, as superres_tfx.evaluation scores them
   (Y channel, BT.601, `scale` border pixels cropped), and their means;
-- a checkerboard-artifact score (superres.checkerboard) of the model's outputs;
+- a checkerboard-artifact score (superres_tfx.checkerboard) of the model's outputs;
 - the Tuner's trials, if given, with the best one highlighted.
 
 Everything the page shows is also written to `report.json` beside it. Figures are
@@ -24,12 +24,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 import tensorflow as tf
 
-from components import image_listing
-from components import image_ops
-from components import metrics
-from superres import checkerboard
-from superres import evaluation
-from superres import inference
+from superres_tfx.components import image_listing
+from superres_tfx.imaging import image_ops
+from superres_tfx.components import metrics
+from superres_tfx import checkerboard
+from superres_tfx import evaluation
+from superres_tfx.inference import upscaling
 
 INDEX_FILE = "index.html"
 DATA_FILE = "report.json"
@@ -78,7 +78,7 @@ def load_tuner_trials(path: str) -> List[Dict]:
   return trials
 
 
-def write_report(out_dir: str, model_path: Union[str, inference.Upscaler],
+def write_report(out_dir: str, model_path: Union[str, upscaling.Upscaler],
                  images: Sequence[str], scale: Optional[int] = None,
                  tuner_trials: Optional[List[Dict]] = None,
                  run_info: Optional[Dict] = None) -> str:
@@ -100,9 +100,9 @@ def write_report(out_dir: str, model_path: Union[str, inference.Upscaler],
   Raises:
     evaluation.EvaluationDataError: no image could be evaluated.
   """
-  upscaler = (model_path if isinstance(model_path, inference.Upscaler)
-              else inference.load_model(model_path))
-  inference.check_scale(upscaler, scale)
+  upscaler = (model_path if isinstance(model_path, upscaling.Upscaler)
+              else upscaling.load_model(model_path))
+  upscaling.check_scale(upscaler, scale)
   s = upscaler.scale
   out_dir = os.path.abspath(os.path.expanduser(os.fspath(out_dir)))
   os.makedirs(out_dir, exist_ok=True)
@@ -115,8 +115,8 @@ def write_report(out_dir: str, model_path: Union[str, inference.Upscaler],
   for path in paths:
     name = os.path.basename(path)
     try:
-      hr = inference.read_image(path)
-    except inference.ImageReadError as error:
+      hr = upscaling.read_image(path)
+    except upscaling.ImageReadError as error:
       skipped.append({"file": path, "reason": str(error)})
       continue
     min_side = max(evaluation.min_image_side(s), checkerboard.min_checkerboard_side(s))
@@ -176,7 +176,7 @@ def _slug(name: str) -> str:
   return re.sub(r"[^A-Za-z0-9_-]+", "_", os.path.splitext(name)[0])[:40] or "image"
 
 
-def _visuals(upscaler: inference.Upscaler, hr: np.ndarray, figure_path: Optional[str]) -> Dict:
+def _visuals(upscaler: upscaling.Upscaler, hr: np.ndarray, figure_path: Optional[str]) -> Dict:
   """Checkerboard scores of the whole image and, if figure_path, the side-by-side figure."""
   s = upscaler.scale
   hr = image_ops.crop_to_multiple(tf.convert_to_tensor(hr, tf.float32), s)

@@ -18,10 +18,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # gRPC's C core notes forks and thread use on stderr (the InfraValidator's clients).
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from components import errors  # pylint: disable=wrong-import-position
-from kubeflow import compile_options  # pylint: disable=wrong-import-position
-from pipeline import configs  # pylint: disable=wrong-import-position
-from serving import launcher  # pylint: disable=wrong-import-position  (imports no TensorFlow)
+from superres_tfx.core import errors  # pylint: disable=wrong-import-position
+from superres_tfx.core import home  # pylint: disable=wrong-import-position
+from superres_tfx.core import names  # pylint: disable=wrong-import-position
+from superres_tfx.kubeflow import compile_options  # pylint: disable=wrong-import-position
+from superres_tfx.pipeline import configs  # pylint: disable=wrong-import-position
+from superres_tfx.serving import launcher  # pylint: disable=wrong-import-position  (imports no TensorFlow)
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -56,7 +58,7 @@ def _scale(value: str) -> int:
 
 def _model_name(value: str) -> str:
   try:
-    return configs.check_model_name(value)
+    return names.check_model_name(value)
   except ValueError as error:
     raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -73,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--model-name", type=_model_name,
                    help="the model's name: its pipeline, its lineage, its serving folder "
                    "(default: superres-x<scale>, plus -smoke for the smoke profile)")
-  run.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
-  run.add_argument("--serving-dir", default=configs.DEFAULT_SERVING_DIR)
+  run.add_argument("--pipeline-root", default=home.PIPELINE_ROOT)
+  run.add_argument("--serving-dir", default=home.SERVING_DIR)
   run.add_argument("--strategy", default=configs.DEFAULT_STRATEGY, choices=configs.STRATEGIES)
   run.add_argument("--tuner", default=configs.DEFAULT_TUNER, choices=configs.TUNERS)
   run.add_argument("--runner", default="local", choices=("local", "beam"))
@@ -130,13 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
 
   runs = commands.add_parser(
       "runs", help="past pipeline runs of every model: data, scores, verdict, pushed version")
-  runs.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
+  runs.add_argument("--pipeline-root", default=home.PIPELINE_ROOT)
   runs.add_argument("--model", type=_model_name, help="only this model's runs (e.g. superres-x3)")
 
   lineage = commands.add_parser(
       "lineage", help="what a pushed model version was made from, back to the images")
   lineage.add_argument("version", help="a pushed version (see `superres runs`)")
-  lineage.add_argument("--pipeline-root", default=configs.DEFAULT_PIPELINE_ROOT)
+  lineage.add_argument("--pipeline-root", default=home.PIPELINE_ROOT)
   lineage.add_argument("--model", type=_model_name,
                        help="the model the version belongs to, when several have that version")
 
@@ -146,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
   fetch = data_commands.add_parser(
       "fetch", help="download wallpaper and game-background packages with apt-get and "
       "stage their photos, a manifest and the licences (about 640 MB of downloads)")
-  fetch.add_argument("--out", default=os.path.join(configs.HOME, "data", "corpus"),
+  fetch.add_argument("--out", default=os.path.join(home.DATA_DIR, "corpus"),
                      help="folder for the photos (default: %(default)s); pass it to "
                      "`superres run --data`")
   return parser
@@ -161,13 +163,13 @@ def _run(args) -> int:
   # The InfraValidator serves the candidate in the serving environment: say so now,
   # not after training.
   launcher.serving_python()
-  from superres import bundled_data  # pylint: disable=import-outside-toplevel
+  from superres_tfx import bundled_data  # pylint: disable=import-outside-toplevel
   if args.data is None:
     args.data = bundled_data.stage_training_photos(
-        os.path.join(configs.HOME, "data", "bundled"))
+        os.path.join(home.DATA_DIR, "bundled"))
     print(f"Data: {len(bundled_data.TRAINING_PHOTOS)} photos bundled with scikit-image, "
           f"staged in {args.data}")
-  from components.image_example_gen import executor  # pylint: disable=import-outside-toplevel
+  from superres_tfx.components.image_example_gen import executor  # pylint: disable=import-outside-toplevel
   try:
     images = executor.list_image_files(args.data)
   except executor.NoImagesError as error:
@@ -175,8 +177,8 @@ def _run(args) -> int:
   print(f"Found {len(images)} image files in {args.data}; profile '{args.profile}', "
         f"scale x{args.scale}", flush=True)
 
-  from pipeline import local_runner  # pylint: disable=import-outside-toplevel
-  from superres import report  # pylint: disable=import-outside-toplevel
+  from superres_tfx.pipeline import local_runner  # pylint: disable=import-outside-toplevel
+  from superres_tfx import report  # pylint: disable=import-outside-toplevel
   options = local_runner.RunOptions(
       data_root=args.data, pipeline_root=os.path.abspath(args.pipeline_root),
       serving_dir=os.path.abspath(args.serving_dir), profile=args.profile, scale=args.scale,
@@ -196,8 +198,8 @@ def _run(args) -> int:
 def _write_run_report(summary, options) -> Optional[str]:
   """Pictures and tables of the pushed model on photos it never trained on; None (with
   a warning) when the packages that ship those photos are missing: the run is done."""
-  from superres import bundled_data  # pylint: disable=import-outside-toplevel
-  from superres import visual_report  # pylint: disable=import-outside-toplevel
+  from superres_tfx import bundled_data  # pylint: disable=import-outside-toplevel
+  from superres_tfx import visual_report  # pylint: disable=import-outside-toplevel
   try:
     holdout = bundled_data.holdout_photo_paths()
   except bundled_data.MissingPhotosError as error:
@@ -219,9 +221,9 @@ def _upscale(args) -> int:
   _check_input_image(args.input)
   if args.server or args.grpc:
     return _upscale_remotely(args)
-  from superres import inference  # pylint: disable=import-outside-toplevel
-  upscaler = inference.load_model(args.model or configs.DEFAULT_SERVING_DIR, scale=args.scale)
-  height, width = inference.upscale_file(args.input, args.output, upscaler, scale=args.scale)
+  from superres_tfx.inference import upscaling  # pylint: disable=import-outside-toplevel
+  upscaler = upscaling.load_model(args.model or home.SERVING_DIR, scale=args.scale)
+  height, width = upscaling.upscale_file(args.input, args.output, upscaler, scale=args.scale)
   print(f"Wrote {_shown(args.output)} ({width}x{height}) with {upscaler.version_dir}")
   return 0
 
@@ -229,7 +231,7 @@ def _upscale(args) -> int:
 def _check_input_image(path: str) -> None:
   """Reads and decodes the input as inference will, but before TensorFlow loads:
   a file that is not a usable image stops the command at once, in one line."""
-  from components import image_decoding  # pylint: disable=import-outside-toplevel
+  from superres_tfx.imaging import image_decoding  # pylint: disable=import-outside-toplevel
   try:
     image_decoding.load_image(image_decoding.read_file(path)).close()
   except image_decoding.UnusableImageError as error:
@@ -238,12 +240,12 @@ def _check_input_image(path: str) -> None:
 
 def _shown(path: str) -> str:
   """A path printable on any terminal (names need not be UTF-8)."""
-  from components import file_paths  # pylint: disable=import-outside-toplevel
+  from superres_tfx.imaging import file_paths  # pylint: disable=import-outside-toplevel
   return file_paths.display_path(path)
 
 
 def _upscale_remotely(args) -> int:
-  from serving import client  # pylint: disable=import-outside-toplevel
+  from superres_tfx.serving import client  # pylint: disable=import-outside-toplevel
   name = args.name or configs.model_name_for(args.scale or configs.DEFAULT_SCALE)
   remote = (client.RestClient(args.server, name) if args.server
             else client.GrpcClient(args.grpc, name))
@@ -260,20 +262,20 @@ def _serve(args) -> int:
 
 
 def _evaluate(args) -> int:
-  from superres import evaluation  # pylint: disable=import-outside-toplevel
+  from superres_tfx import evaluation  # pylint: disable=import-outside-toplevel
   _check_path_exists(args.model, "model")
   _check_path_exists(args.data, "data folder")
   result = evaluation.evaluate_folder(args.model, args.data, scale=args.scale)
   if args.json:
     print(json.dumps(result))
   else:
-    from superres import report  # pylint: disable=import-outside-toplevel
+    from superres_tfx import report  # pylint: disable=import-outside-toplevel
     print(report.format_evaluation(result))
   return 0
 
 
 def _report(args) -> int:
-  from superres import visual_report  # pylint: disable=import-outside-toplevel
+  from superres_tfx import visual_report  # pylint: disable=import-outside-toplevel
   _check_path_exists(args.model, "model")
   _check_path_exists(args.data, "data folder")
   path = visual_report.write_report(args.out, args.model, [args.data], scale=args.scale)
@@ -283,7 +285,7 @@ def _report(args) -> int:
 
 def _compile(args) -> int:
   import time  # pylint: disable=import-outside-toplevel
-  from kubeflow import kubeflow_v2_runner  # pylint: disable=import-outside-toplevel
+  from superres_tfx.kubeflow import kubeflow_v2_runner  # pylint: disable=import-outside-toplevel
   start = time.perf_counter()
   out = kubeflow_v2_runner.compile_pipeline(
       args.kubeflow, profile=args.profile, scale=args.scale, image=args.image,
@@ -307,8 +309,8 @@ def _number(value, fmt: str = ".2f") -> str:
 
 
 def _runs(args) -> int:
-  from pipeline import lineage  # pylint: disable=import-outside-toplevel
-  from superres import report  # pylint: disable=import-outside-toplevel
+  from superres_tfx.pipeline import lineage  # pylint: disable=import-outside-toplevel
+  from superres_tfx import report  # pylint: disable=import-outside-toplevel
   rows = lineage.list_runs(lineage.read_only_config(args.pipeline_root), args.model)
   if not rows:
     print(f"No pipeline run{' of ' + args.model if args.model else ''} is recorded in "
@@ -329,8 +331,8 @@ def _runs(args) -> int:
 
 
 def _lineage(args) -> int:
-  from pipeline import lineage  # pylint: disable=import-outside-toplevel
-  from superres import report  # pylint: disable=import-outside-toplevel
+  from superres_tfx.pipeline import lineage  # pylint: disable=import-outside-toplevel
+  from superres_tfx import report  # pylint: disable=import-outside-toplevel
   entries = lineage.lineage(lineage.read_only_config(args.pipeline_root), args.version,
                             args.model)
   print(f"Version {args.version}, back to the images it was trained on:")
@@ -342,7 +344,7 @@ def _lineage(args) -> int:
 
 
 def _data(args) -> int:
-  from superres import corpus  # pylint: disable=import-outside-toplevel
+  from superres_tfx import corpus  # pylint: disable=import-outside-toplevel
   try:
     result = corpus.fetch(args.out)
   except corpus.MissingToolError as error:
@@ -376,7 +378,7 @@ def main(argv=None) -> int:
     print(f"superres: error: {error}", file=sys.stderr)
     return FAILURE
   except OSError as error:
-    from pipeline import storage  # pylint: disable=import-outside-toplevel
+    from superres_tfx.pipeline import storage  # pylint: disable=import-outside-toplevel
     if error.errno not in storage.STORAGE_ERRNOS:
       raise
     # A full disk or a read-only folder mid-run: say where, not a TensorFlow traceback.

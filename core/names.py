@@ -5,7 +5,31 @@ commands (`superres runs`, `lineage`), the model server and its client read thes
 without loading TFX or Keras.
 """
 import os
+import re
 from typing import Callable, Dict, Iterable, Optional
+
+# A model is named by what it does: superres-x2, superres-x3, superres-x4, plus a
+# profile's suffix (the smoke profile's models are superres-xN-smoke). The name is the
+# pipeline's name (so its MLMD contexts, its "last blessed model" and its cache) and its
+# serving name: <serving_dir>/<model name>/<version>/.
+SCALES = (2, 3, 4)
+DEFAULT_SCALE = 2
+MODEL_NAME_PREFIX = "superres"
+
+
+def model_name(scale: int, suffix: str = "") -> str:
+  return f"{MODEL_NAME_PREFIX}-x{scale}{suffix}"
+
+
+DEFAULT_MODEL_NAME = model_name(DEFAULT_SCALE)  # what a bare `superres run` pushes
+
+
+def check_model_name(name: str) -> str:
+  """A model name is a folder name, a pipeline name and a URL path segment."""
+  if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
+    raise ValueError(f"model name {name!r}: use letters, digits, '.', '_' and '-', starting "
+                     "with a letter or digit (at most 63 characters)")
+  return name
 
 # The exported SavedModel's signatures (components/export.py).
 SERVING_SIGNATURE = "serving_default"  # images: string [N] -> images: PNG string [N]
@@ -24,7 +48,7 @@ METADATA_FILE = "metadata.sqlite"
 # TFX's context types in that store.
 RUN_CONTEXT_TYPE = "pipeline_run"
 NODE_CONTEXT_TYPE = "node"
-PIPELINE_CONTEXT_TYPE = "pipeline"  # named after the model (configs.model_name_for)
+PIPELINE_CONTEXT_TYPE = "pipeline"  # named after the model (model_name)
 
 # The ExampleValidator's integer custom property (0 or 1) that the DAG branches on.
 ANOMALIES_FOUND = "anomalies_found"

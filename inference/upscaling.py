@@ -14,16 +14,15 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from components import errors
-from components import footprint
-from components import image_decoding
-from components import image_ops
-from components import names
-from pipeline import configs
-from superres import png_stream
-from superres import tiling
+from superres_tfx.core import errors
+from superres_tfx.inference import footprint
+from superres_tfx.imaging import image_decoding
+from superres_tfx.imaging import image_ops
+from superres_tfx.core import names
+from superres_tfx.inference import png_stream
+from superres_tfx.inference import tiling
 
-# Large images are upscaled in overlapping tiles (see superres.tiling).
+# Large images are upscaled in overlapping tiles (see superres_tfx.inference.tiling).
 TILE_SIZE = tiling.TILE_SIZE
 TILE_MARGIN = tiling.TILE_MARGIN
 
@@ -67,7 +66,7 @@ def resolve_model_dir(path: str, scale: Optional[int] = None) -> str:
         f"version directory containing {names.SAVED_MODEL_FILE}.")
   if _is_saved_model(path):
     return path
-  nested = os.path.join(path, configs.model_name_for(scale or configs.DEFAULT_SCALE))
+  nested = os.path.join(path, names.model_name(scale or names.DEFAULT_SCALE))
   for base_dir in (path, nested):
     if os.path.isdir(base_dir):
       newest = names.newest_version(base_dir)
@@ -79,7 +78,7 @@ def resolve_model_dir(path: str, scale: Optional[int] = None) -> str:
   raise ModelNotFoundError(
       f"No model in {path}: it holds neither {names.SAVED_MODEL_FILE} nor a numbered "
       f"version directory containing one (also looked in {nested}).{found} Train and push "
-      f"a model with `superres run --scale {scale or configs.DEFAULT_SCALE}`, or pass the "
+      f"a model with `superres run --scale {scale or names.DEFAULT_SCALE}`, or pass the "
       f"directory a model was pushed to.")
 
 

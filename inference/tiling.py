@@ -3,8 +3,8 @@
 Each tile is upscaled with a margin of extra pixels of context on every side that has
 image there, and only its inner part is kept: as long as the margin covers the
 network's receptive radius, the seams match a whole-image pass. Shared by local
-inference (superres.inference), the server and the serving client (serving.client);
-plain Python, so the client can tile without importing TensorFlow.
+inference (upscaling.py), the server and the serving client (serving/client.py); plain
+Python, so the client can tile without importing TensorFlow.
 """
 import itertools
 from typing import Iterator, List, NamedTuple

@@ -119,8 +119,8 @@ def upscale_in_tiles(upscale, lr: tf.Tensor, scale: int, tile_size: int,
   """`upscale` (float [1, h, w, 3] -> [1, s*h, s*w, 3]) over `lr`, uint8 [H, W, 3], in
   overlapping tiles, one at a time -> uint8 [s*H, s*W, 3].
 
-  The graph twin of superres.tiling: each tile is upscaled with `tile_margin` pixels of
-  context where the image has them and only its inner part kept, so with a margin
+  The graph twin of inference/tiling.py: each tile is upscaled with `tile_margin` pixels
+  of context where the image has them and only its inner part kept, so with a margin
   covering the network's receptive radius the result is the whole-image one, while
   only one tile's activations and the 8-bit image and result are held (each tile is
   made float on its own).

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from PIL import Image
 
-from components import errors
+from superres_tfx.core import errors
 
 MANIFEST = "manifest.json"
 LICENCES = "licences"
