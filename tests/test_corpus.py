@@ -183,7 +183,7 @@ def test_changed_catalogue_restages_the_package(tmp_path, debs):
 
 def test_interrupted_call_resumes(tmp_path, debs, monkeypatch):
   out = tmp_path / "corpus"
-  save = corpus._save_manifest
+  save = corpus.save_manifest
   calls = []
 
   def interrupted(*args):
@@ -192,10 +192,10 @@ def test_interrupted_call_resumes(tmp_path, debs, monkeypatch):
       raise KeyboardInterrupt
     save(*args)
 
-  monkeypatch.setattr(corpus, "_save_manifest", interrupted)
+  monkeypatch.setattr(corpus, "save_manifest", interrupted)
   with pytest.raises(KeyboardInterrupt):
     _fetch(out, _StandIn(debs))
-  monkeypatch.setattr(corpus, "_save_manifest", save)
+  monkeypatch.setattr(corpus, "save_manifest", save)
   assert not [name for name in os.listdir(out) if ".part" in name]
   assert os.listdir(out / corpus.DOWNLOADS) == [f"{WALLPAPERS.package}.deb"]
 
