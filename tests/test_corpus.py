@@ -281,4 +281,6 @@ def test_cli_summary_and_exit_status(tmp_path, debs, monkeypatch, capsys):
 
 def test_default_location_is_under_superres_home():
   args = cli.build_parser().parse_args(["data", "fetch"])
-  assert args.out == os.path.join(cli.configs.HOME, "data", "corpus")
+  assert args.dataset == "corpus"
+  assert cli._data_dir(args.dataset, args.out) == os.path.join(cli.configs.HOME, "data",
+                                                               "corpus")
