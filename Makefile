@@ -2,6 +2,7 @@
 PROFILE ?= default
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+DATASET ?= corpus
 
 .PHONY: run test env serving-env data clean
 
@@ -18,9 +19,10 @@ test: env serving-env
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
-# Optional: about 110 more photos from Debian packages (see `superres data fetch --help`).
+# Optional: about 110 more photos from Debian packages, or DATASET=div2k (see
+# `superres data fetch --help`).
 data: env
-	.venv/bin/superres data fetch
+	.venv/bin/superres data fetch $(DATASET)
 
 clean:
 	rm -rf .venv .venv-serving build *.egg-info

@@ -27,6 +27,7 @@ from superres_tfx.serving import launcher  # pylint: disable=wrong-import-positi
 
 USAGE_ERROR = 2
 FAILURE = 1
+DATASETS = ("corpus", "div2k")  # what `superres data fetch` stages; the first is the default
 
 
 class UsageError(Exception):
@@ -142,16 +143,27 @@ def build_parser() -> argparse.ArgumentParser:
   lineage.add_argument("--model", type=_model_name,
                        help="the model the version belongs to, when several have that version")
 
-  data = commands.add_parser("data", help="more training photos, from Debian packages")
+  data = commands.add_parser("data", help="more training photos: from Debian packages, or DIV2K")
   data_commands = data.add_subparsers(dest="data_command", required=True, metavar="{fetch}",
                                       parser_class=_Parser)
   fetch = data_commands.add_parser(
-      "fetch", help="download wallpaper and game-background packages with apt-get and "
-      "stage their photos, a manifest and the licences (about 640 MB of downloads)")
-  fetch.add_argument("--out", default=os.path.join(home.DATA_DIR, "corpus"),
-                     help="folder for the photos (default: %(default)s); pass it to "
+      "fetch", help="download more photos and stage them with a manifest and their licences")
+  fetch.add_argument(
+      "dataset", nargs="?", default=DATASETS[0], choices=DATASETS,
+      help="corpus (default): about 110 photos from Debian wallpaper and game-background "
+      "packages, downloaded with apt-get (about 640 MB); div2k: DIV2K's 900 training and "
+      "validation photos from data.vision.ee.ethz.ch (about 4 GB; for academic research "
+      "only; the environment variable SUPERRES_DIV2K_URL replaces its base URL, e.g. with "
+      "a mirror's)")
+  fetch.add_argument("--out", metavar="DIR", help="folder for the photos (default: "
+                     f"{_data_dir('<dataset>').replace('%', '%%')}); pass it to "
                      "`superres run --data`")
   return parser
+
+
+def _data_dir(dataset: str, out: Optional[str] = None) -> str:
+  """Where `superres data fetch` stages a dataset: `out`, or under $SUPERRES_HOME."""
+  return out or os.path.join(home.DATA_DIR, dataset)
 
 
 def _check_path_exists(path: str, what: str) -> None:
@@ -345,17 +357,35 @@ def _lineage(args) -> int:
 
 def _data(args) -> int:
   from superres_tfx import corpus  # pylint: disable=import-outside-toplevel
+  out = _data_dir(args.dataset, args.out)
+  if args.dataset == "div2k":
+    return _fetch_div2k(out)
   try:
-    result = corpus.fetch(args.out)
+    result = corpus.fetch(out)
   except corpus.MissingToolError as error:
     raise UsageError(str(error)) from None
   print(f"Staged {corpus.count_of(len(result.photos))} ({result.megapixels:.0f} MP, "
-        f"{result.megabytes:.0f} MB) in {args.out}, listed with their sources and "
-        f"licences in {corpus.MANIFEST}; train on them with `superres run --data {args.out}`")
+        f"{result.megabytes:.0f} MB) in {out}, listed with their sources and "
+        f"licences in {corpus.MANIFEST}; train on them with `superres run --data {out}`")
   if result.failed:
     print(f"superres: error: {len(result.failed)} package(s) could not be fetched: "
           f"{', '.join(result.failed)}; what was staged stays, and a second call resumes. "
           "--data accepts any folder of photos instead, e.g. DIV2K", file=sys.stderr)
+    return FAILURE
+  return 0
+
+
+def _fetch_div2k(out: str) -> int:
+  from superres_tfx import corpus  # pylint: disable=import-outside-toplevel
+  from superres_tfx import div2k  # pylint: disable=import-outside-toplevel
+  result = div2k.fetch(out, base_url=os.environ.get("SUPERRES_DIV2K_URL") or div2k.BASE_URL)
+  print(f"Staged {corpus.count_of(len(result.photos))} ({result.megapixels:.0f} MP, "
+        f"{result.megabytes:.0f} MB) in {out}, listed with their archives in "
+        f"{corpus.MANIFEST}; DIV2K is for academic research only ({div2k.LICENCE_FILE}); "
+        f"train on them with `superres run --data {out}`")
+  if result.failed:
+    print("superres: error: " + "; ".join(f"{name}: {why}" for name, why in result.failed.items())
+          + "; what was staged stays, and a second call resumes", file=sys.stderr)
     return FAILURE
   return 0
 

@@ -132,11 +132,11 @@ def _require(tool: str) -> None:
         "instead, e.g. DIV2K")
 
 
-def _sha256(data: bytes) -> str:
+def sha256(data: bytes) -> str:
   return hashlib.sha256(data).hexdigest()
 
 
-def _file_sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
@@ -144,7 +144,7 @@ def _file_sha256(path: str) -> str:
   return digest.hexdigest()
 
 
-def _write_atomically(path: str, data: bytes) -> None:
+def write_atomically(path: str, data: bytes) -> None:
   """Writes to a temporary name and renames it into place: an interruption never
   leaves half a file under the real name."""
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".part-")
@@ -155,6 +155,16 @@ def _write_atomically(path: str, data: bytes) -> None:
   except BaseException:
     os.unlink(tmp)
     raise
+
+
+def prepare_folder(out_dir: str) -> None:
+  """Makes `out_dir` and its licences folder, without the half files a killed call's
+  `write_atomically` left there."""
+  os.makedirs(os.path.join(out_dir, LICENCES), exist_ok=True)
+  for folder in (out_dir, os.path.join(out_dir, LICENCES)):
+    for name in os.listdir(folder):
+      if name.startswith(".part-"):
+        os.remove(os.path.join(folder, name))
 
 
 def eet_jpeg(data: bytes) -> bytes:
@@ -234,7 +244,7 @@ def _unpack(dpkg_deb: str, deb: str, source: Source) -> Tuple[Dict[str, bytes], 
 
 
 def _pixels_sha256(image: Image.Image) -> str:
-  return _sha256(f"{image.mode} {image.size}".encode() + image.tobytes())
+  return sha256(f"{image.mode} {image.size}".encode() + image.tobytes())
 
 
 def _candidates(source: Source, files: Dict[str, bytes], progress) -> List[Tuple]:
@@ -265,26 +275,29 @@ def _staged_name(source: Source, name: str, path: str) -> str:
   return f"{source.package}_{name}{suffix}"
 
 
-def _intact(out_dir: str, entry: dict) -> bool:
+def intact(out_dir: str, entry: dict) -> bool:
+  """Whether the manifest entry's file is staged with its recorded size and sha256."""
   path = os.path.join(out_dir, entry["file"])
   return (os.path.isfile(path) and os.path.getsize(path) == entry["bytes"]
-          and _file_sha256(path) == entry["sha256"])
+          and file_sha256(path) == entry["sha256"])
 
 
-def _load_manifest(out_dir: str) -> dict:
+def load_manifest(out_dir: str, groups: str = "packages") -> dict:
+  """The folder's manifest: `groups` (what the photos came from, by name) and
+  "photos"; an empty one when there is none or it is unreadable."""
   try:
     with open(os.path.join(out_dir, MANIFEST), encoding="utf-8") as f:
       manifest = json.load(f)
-    if isinstance(manifest.get("packages"), dict) and isinstance(manifest.get("photos"), list):
+    if isinstance(manifest.get(groups), dict) and isinstance(manifest.get("photos"), list):
       return manifest
   except (OSError, ValueError, AttributeError):
     pass
-  return {"packages": {}, "photos": []}
+  return {groups: {}, "photos": []}
 
 
-def _save_manifest(out_dir: str, manifest: dict) -> None:
+def save_manifest(out_dir: str, manifest: dict) -> None:
   manifest["photos"].sort(key=lambda p: p["file"])
-  _write_atomically(os.path.join(out_dir, MANIFEST),
+  write_atomically(os.path.join(out_dir, MANIFEST),
                     (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
 
 
@@ -302,7 +315,7 @@ def _verified(out_dir: str, manifest: dict, source: Source) -> bool:
   licence = record.get("licence_file")
   if licence and not os.path.isfile(os.path.join(out_dir, licence)):
     return False
-  return all(_intact(out_dir, p) for p in manifest["photos"]
+  return all(intact(out_dir, p) for p in manifest["photos"]
              if p["package"] == source.package)
 
 
@@ -348,7 +361,7 @@ def _stage_package(source: Source, out_dir: str, manifest: dict, download: Downl
   seen = {p["pixels_sha256"] for p in others} | {p["sha256"] for p in others}
   photos = []
   for name, path, data, (width, height), pixels in candidates:
-    digest = _sha256(data)
+    digest = sha256(data)
     if pixels in seen or digest in seen:
       progress(f"  {source.package}: {name} repeats a staged photo, left out")
       continue
@@ -357,13 +370,13 @@ def _stage_package(source: Source, out_dir: str, manifest: dict, download: Downl
              "file": _staged_name(source, name, path), "source": path.lstrip("."),
              "width": width, "height": height, "bytes": len(data), "sha256": digest,
              "pixels_sha256": pixels, "licence": source.licence}
-    if not _intact(out_dir, entry):
-      _write_atomically(os.path.join(out_dir, entry["file"]), data)
+    if not intact(out_dir, entry):
+      write_atomically(os.path.join(out_dir, entry["file"]), data)
     photos.append(entry)
   licence_file = None
   if source.copyright_path in files:
     licence_file = os.path.join(LICENCES, f"{source.package}.copyright")
-    _write_atomically(os.path.join(out_dir, licence_file), files[source.copyright_path])
+    write_atomically(os.path.join(out_dir, licence_file), files[source.copyright_path])
   else:
     progress(f"  {source.package}: no {source.copyright_path.lstrip('.')} in the package")
   # Recorded only once every photo is in place: an interruption before this line
@@ -375,7 +388,7 @@ def _stage_package(source: Source, out_dir: str, manifest: dict, download: Downl
   manifest["packages"][source.package] = {"version": version, "licence": source.licence,
                                           "licence_file": licence_file,
                                           "selection": _selection(source)}
-  _save_manifest(out_dir, manifest)
+  save_manifest(out_dir, manifest)
   for name in stale:  # left out by a newer catalogue or version
     if os.path.exists(os.path.join(out_dir, name)):
       os.remove(os.path.join(out_dir, name))
@@ -396,12 +409,8 @@ def fetch(out_dir: str, packages: Sequence[Source] = CATALOGUE,
     _require(apt_get)
     download = lambda package, dest: apt_download(package, dest, apt_get)
   _require(dpkg_deb)
-  os.makedirs(os.path.join(out_dir, LICENCES), exist_ok=True)
-  for folder in (out_dir, os.path.join(out_dir, LICENCES)):  # a killed call's half files
-    for name in os.listdir(folder):
-      if name.startswith(".part-"):
-        os.remove(os.path.join(folder, name))
-  manifest = _load_manifest(out_dir)
+  prepare_folder(out_dir)
+  manifest = load_manifest(out_dir)
   result = Result(photos=[], failed={}, fetched=[], verified=[])
   for i, source in enumerate(packages, 1):
     prefix = f"[{i}/{len(packages)}] {source.package}"

@@ -184,7 +184,7 @@ def test_changed_catalogue_restages_the_package(tmp_path, debs):
 
 def test_interrupted_call_resumes(tmp_path, debs, monkeypatch):
   out = tmp_path / "corpus"
-  save = corpus._save_manifest
+  save = corpus.save_manifest
   calls = []
 
   def interrupted(*args):
@@ -193,10 +193,10 @@ def test_interrupted_call_resumes(tmp_path, debs, monkeypatch):
       raise KeyboardInterrupt
     save(*args)
 
-  monkeypatch.setattr(corpus, "_save_manifest", interrupted)
+  monkeypatch.setattr(corpus, "save_manifest", interrupted)
   with pytest.raises(KeyboardInterrupt):
     _fetch(out, _StandIn(debs))
-  monkeypatch.setattr(corpus, "_save_manifest", save)
+  monkeypatch.setattr(corpus, "save_manifest", save)
   assert not [name for name in os.listdir(out) if ".part" in name]
   assert os.listdir(out / corpus.DOWNLOADS) == [f"{WALLPAPERS.package}.deb"]
 
@@ -282,4 +282,5 @@ def test_cli_summary_and_exit_status(tmp_path, debs, monkeypatch, capsys):
 
 def test_default_location_is_under_superres_home():
   args = cli.build_parser().parse_args(["data", "fetch"])
-  assert args.out == os.path.join(home.DATA_DIR, "corpus")
+  assert args.dataset == "corpus"
+  assert cli._data_dir(args.dataset, args.out) == os.path.join(home.DATA_DIR, "corpus")
