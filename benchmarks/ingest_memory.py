@@ -111,9 +111,7 @@ def _executor_in_this_process(input_base: str, output_dir: str) -> dict:
   examples = ingestion.run_executor(input_base, output_dir)
   with open(os.path.join(examples.uri, executor.QUARANTINE_FILE), encoding="utf-8") as f:
     report = json.load(f)
-  names = []
-  for split in ("train", "eval"):
-    names.extend(ingestion.read_split(examples, split))
+  names = [name for records in ingestion.read_splits(examples).values() for name in records]
   return {"peak_rss_mb": round(_peak_rss_mb(), 1), "ingested": sorted(names),
           "quarantined": report["quarantined"]}
 

@@ -42,6 +42,12 @@ def read_split(examples, split: str) -> dict:
   return records
 
 
+def read_splits(examples) -> dict:
+  """Split name -> read_split of every split of the artifact."""
+  return {split: read_split(examples, split)
+          for split in artifact_utils.decode_split_names(examples.split_names)}
+
+
 def value(example: tf.train.Example, key: str):
   """The single value of a feature."""
   feature = example.features.feature[key]

@@ -45,7 +45,7 @@ from superres_tfx import bundled_data
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PHOTOS = 4  # distinct photos in the tiny training set
 EVAL_PHOTOS = 2  # other photos, for validation
-HR_SIZE = 96  # each photo gives one central HR crop of this side
+HR_SIZE = 96  # each photo gives one HR tile of this side, its most detailed
 WORKER_TIMEOUT_S = 600
 
 
@@ -53,9 +53,12 @@ def photo_pairs(scale: int, photos: Sequence[str], hr_size: int = HR_SIZE):
   """(lr, hr) float32 arrays [photos, ...] made exactly as Transform makes them."""
   lrs, hrs = [], []
   for path in photos:
-    hr, lr = preprocessing.make_pairs(tf.io.read_file(path), hr_size, 1, scale)
-    lrs.append(lr.numpy()[0])
-    hrs.append(hr.numpy()[0])
+    hr_png, lr_png = preprocessing.make_pairs(tf.io.read_file(path), hr_size, scale,
+                                              tiles_per_megapixel=0.0, min_tiles=1,
+                                              max_tiles=1)
+    lr, hr = training_data.decode_pair(lr_png[0], hr_png[0])
+    lrs.append(lr.numpy())
+    hrs.append(hr.numpy())
   return np.stack(lrs), np.stack(hrs)
 
 

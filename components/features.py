@@ -12,5 +12,6 @@ CHANNELS = "channels"  # channels of the original file (1 gray, 2 gray+alpha, 3 
 FORMAT = "format"  # original container format as PIL names it: JPEG, PNG, TIFF, ...
 
 # Transformed features produced by preprocessing_fn.
-HR = "hr"  # float32 [tiles, hr_size, hr_size, 3] in [0, 1]
-LR = "lr"  # float32 [tiles, hr_size/scale, hr_size/scale, 3] in [0, 1], bicubic-degraded HR
+# Each a variable-length list of PNG-encoded 8-bit RGB tiles, one pair per kept tile.
+HR = "hr"  # hr_size x hr_size tiles at the photo's native resolution
+LR = "lr"  # hr_size/scale per side: the bicubic degradation of the HR tile, in 8 bits

@@ -87,7 +87,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                       config["batch_size"], config["patch_size"],
                                       config["scale"])
   val = training_data.eval_dataset(fn_args.eval_files, transform_output,
-                                   config["eval_batch_size"])
+                                   training_data.EVAL_BATCH_SIZE, config["eval_tiles_per_photo"])
   # From custom_config, the source of train_args too: TFX reads TrainArgs(num_steps=0) as None.
   train_steps = config["train_steps"]
   steps_per_epoch = max(1, min(config["steps_per_epoch"], train_steps))

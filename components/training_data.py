@@ -1,36 +1,68 @@
-"""tf.data input pipelines over Transform's output, for the Tuner and the Trainer.
+"""tf.data input pipelines over Transform's output, for the Tuner, Trainer and Evaluator.
 
-Training draws random aligned LR/HR patches with the 8 flips/rotations; nearly flat
-patches (sky, walls) teach nothing and are mostly skipped. Validation uses the whole
-fixed-size transformed tiles, so its PSNR is comparable across runs.
+Transform's output is streamed from disk, never held whole: photos and then their tiles
+are shuffled in bounded buffers, each tile read gives several random aligned LR/HR
+patches with the 8 flips/rotations, and nearly flat patches (sky, walls) teach nothing
+and are mostly skipped. Validation and evaluation use whole tiles, the first (most
+detailed) `tiles_per_photo` of each photo, so their size is bounded by the number of
+photos and their PSNR is comparable across runs.
 """
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from superres_tfx.core import errors
 from superres_tfx.components import features
+from superres_tfx.core import errors
+from superres_tfx.imaging import image_ops
 
 # A patch whose HR standard deviation is below this is "flat" and kept only rarely.
 FLAT_PATCH_STD = 0.02
 FLAT_PATCH_KEEP_PROBABILITY = 0.1
-SHUFFLE_BUFFER = 256
-EVAL_BATCH_SIZE = 4  # whole transformed images per validation batch
+# Shuffle buffers, in elements: photos (serialized, up to max_tiles PNG pairs each),
+# tiles (a PNG pair, ~150 KB) and patches (float, ~35 KB at 48 px): ~250 MB at most.
+PHOTO_SHUFFLE_BUFFER = 16
+TILE_SHUFFLE_BUFFER = 512
+PATCH_SHUFFLE_BUFFER = 1024
+# Random patches cut from each tile read: decoding a tile costs about what cutting
+# eight patches from it does.
+PATCHES_PER_TILE = 8
+EVAL_BATCH_SIZE = 4  # whole tiles per validation batch
 
 
-def _load(file_pattern, tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
+def _photos(file_pattern, tf_transform_output: tft.TFTransformOutput,
+            shuffle: bool = False) -> tf.data.Dataset:
+  """Transformed examples (one per photo) as parsed dicts."""
   files = tf.io.gfile.glob(file_pattern) if isinstance(file_pattern, str) else [
       f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
   if not files:
     raise errors.SuperresError(f"No transformed examples match {file_pattern}.")
   spec = tf_transform_output.transformed_feature_spec()
-  dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+  dataset = tf.data.TFRecordDataset(sorted(files), compression_type="GZIP")
   # Transform writes one file per split: workers must shard by record, not by file.
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   dataset = dataset.with_options(options)
-  dataset = dataset.map(lambda record: tf.io.parse_single_example(record, spec))
-  # One record is one image's grid of tiles: tiles are the unit from here on.
-  return dataset.map(lambda ex: (ex[features.LR], ex[features.HR])).unbatch().cache()
+  if shuffle:
+    dataset = dataset.shuffle(PHOTO_SHUFFLE_BUFFER)
+  return dataset.map(lambda record: tf.io.parse_single_example(record, spec))
+
+
+def _tile_pngs(photo, limit=None) -> tf.data.Dataset:
+  """One photo's (lr, hr) PNG pairs, best first; at most `limit` of them."""
+  lr, hr = photo[features.LR].values, photo[features.HR].values
+  if limit is not None:
+    lr, hr = lr[:limit], hr[:limit]
+  return tf.data.Dataset.from_tensor_slices((lr, hr))
+
+
+def _decode(png):
+  image = tf.io.decode_png(png, channels=3)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def decode_pair(lr_png, hr_png):
+  """PNG strings -> float32 (lr, hr) in [0, 1]."""
+  return image_ops.to_float(_decode(lr_png)), image_ops.to_float(_decode(hr_png))
 
 
 def random_patch(lr, hr, lr_patch: int, scale: int):
@@ -66,20 +98,28 @@ def train_dataset(file_pattern, tf_transform_output, batch_size: int, patch_size
   if patch_size % scale:
     raise ValueError(f"patch_size {patch_size} is not a multiple of scale {scale}.")
   lr_patch = patch_size // scale
-  dataset = _load(file_pattern, tf_transform_output).repeat()
-  dataset = dataset.shuffle(SHUFFLE_BUFFER)
-  dataset = dataset.map(lambda lr, hr: random_patch(lr, hr, lr_patch, scale),
+  tiles = _photos(file_pattern, tf_transform_output, shuffle=True).repeat()
+  tiles = tiles.flat_map(_tile_pngs).shuffle(TILE_SHUFFLE_BUFFER)
+  tiles = tiles.map(decode_pair, num_parallel_calls=tf.data.AUTOTUNE)
+  patches = tiles.flat_map(
+      lambda lr, hr: tf.data.Dataset.from_tensors((lr, hr)).repeat(PATCHES_PER_TILE))
+  patches = patches.map(lambda lr, hr: random_patch(lr, hr, lr_patch, scale),
                         num_parallel_calls=tf.data.AUTOTUNE)
-  dataset = dataset.filter(_informative)
-  dataset = dataset.map(random_dihedral, num_parallel_calls=tf.data.AUTOTUNE)
-  return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  patches = patches.shuffle(PATCH_SHUFFLE_BUFFER).filter(_informative)
+  patches = patches.map(random_dihedral, num_parallel_calls=tf.data.AUTOTUNE)
+  return patches.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(file_pattern, tf_transform_output, batch_size: int) -> tf.data.Dataset:
-  """Whole transformed eval tiles as (lr, hr) batches; one pass is one validation."""
-  tiles = _load(file_pattern, tf_transform_output)
+def eval_dataset(file_pattern, tf_transform_output, batch_size: int,
+                 tiles_per_photo: int) -> tf.data.Dataset:
+  """The first `tiles_per_photo` tiles of every photo as float (lr, hr) batches; one
+  pass is one validation. Held in memory in 8 bits once read (bounded by the photos)."""
+  tiles = _photos(file_pattern, tf_transform_output).flat_map(
+      lambda photo: _tile_pngs(photo, tiles_per_photo))
+  tiles = tiles.map(lambda lr, hr: (_decode(lr), _decode(hr))).cache()
   # Keras warns "Your input ran out of data" after each validation pass over a dataset
   # of unknown length. Counting the tiles once (which fills the cache) makes it known.
   count = int(tiles.reduce(0, lambda count, _: count + 1))
   tiles = tiles.apply(tf.data.experimental.assert_cardinality(count))
+  tiles = tiles.map(lambda lr, hr: (image_ops.to_float(lr), image_ops.to_float(hr)))
   return tiles.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -20,7 +20,7 @@ TUNER_CLASSES = {
 # What tuner_fn reads of custom_config: the pipeline passes the Tuner these only.
 CONFIG_KEYS = ("scale", "loss", "tuner", "seed", "tuner_trials", "tuner_steps",
                "steps_per_epoch", "patience", "batch_size", "patch_size",
-               "eval_batch_size") + model_lib.SEARCH_SPACE_KEYS
+               "eval_tiles_per_photo") + model_lib.SEARCH_SPACE_KEYS
 
 
 def _log_printed(method, *args) -> None:
@@ -107,7 +107,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       fn_args.train_files, transform_output, config["batch_size"], config["patch_size"],
       config["scale"])
   val = training_data.eval_dataset(fn_args.eval_files, transform_output,
-                                   config["eval_batch_size"])
+                                   training_data.EVAL_BATCH_SIZE, config["eval_tiles_per_photo"])
   return tfx.components.TunerFnResult(
       tuner=tuner,
       fit_kwargs={

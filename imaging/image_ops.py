@@ -32,32 +32,6 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
   return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
 
 
-def tile_grid(image: tf.Tensor, size: int, tiles_per_side: int) -> tf.Tensor:
-  """An [H, W, 3] image -> [tiles_per_side^2, size, size, 3] tiles at native resolution.
-
-  The tiles sit on an even grid from corner to corner (overlapping when the image is
-  smaller than the grid), so a photo gives up to tiles_per_side^2 times more
-  training pixels than one crop, and those pixels keep the statistics of real photos
-  (sensor noise, JPEG artifacts) rather than of downscaled ones. An image with a side
-  shorter than `size` is first resized up so that side equals `size`.
-  """
-  shape = tf.shape(image)
-  short = tf.minimum(shape[0], shape[1])
-  grow = tf.maximum(1.0, size / tf.cast(short, tf.float32))
-  new_size = tf.cast(tf.math.ceil(tf.cast(shape[:2], tf.float32) * grow), tf.int32)
-  image = tf.cond(short < size, lambda: resize_bicubic(image, new_size), lambda: image)
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
-
-  def offsets(extent):
-    if tiles_per_side == 1:
-      return [(extent - size) // 2]
-    return [(extent - size) * i // (tiles_per_side - 1) for i in range(tiles_per_side)]
-
-  tiles = [image[top:top + size, left:left + size, :]
-           for top in offsets(height) for left in offsets(width)]
-  return tf.stack(tiles)
-
-
 def resize_bicubic(images: tf.Tensor, size) -> tf.Tensor:
   """Antialiased bicubic resize (MATLAB imresize-like when shrinking), clipped to [0, 1]."""
   resized = tf.image.resize(images, size, method=tf.image.ResizeMethod.BICUBIC,

@@ -67,6 +67,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     elif arg.startswith(INVOCATION_FLAG + "="):
       argv[i] = INVOCATION_FLAG + "=" + apply_to_executor_input(arg.split("=", 1)[1])
   sys.argv = argv
+  pipeline_lib.bound_input_batches()
   runpy.run_module(TFX_ENTRYPOINT, run_name="__main__", alter_sys=True)
 
 

@@ -25,7 +25,8 @@ assert set(TYPES) == set(pipeline_lib.RUN_PARAMETERS) | {DATA_ROOT}
 CUSTOM_CONFIG = "custom_config"
 TRAIN_ARGS = "train_args"
 PUSH_DESTINATION = "push_destination"
-THRESHOLDS = ("min_gain_db", "max_regression_db")
+# The Evaluator's parameters a profile sets (named as the profile's fields).
+EVALUATOR_SETTINGS = ("min_gain_db", "max_regression_db", "eval_tiles_per_photo")
 # Knobs of custom_config that come from the command line, not from the profile.
 RUN_KNOBS = ("strategy", "tuner", "seed", "warm_start")
 
@@ -88,9 +89,10 @@ def apply(properties: Mapping[str, Any]) -> Dict[str, Any]:
   if (CUSTOM_CONFIG in result and (profile or scale or train_steps is not None)
       and isinstance(json.loads(result[CUSTOM_CONFIG] or "null"), dict)):
     result[CUSTOM_CONFIG] = _custom_config(result[CUSTOM_CONFIG], profile, scale, train_steps)
-  if profile and all(name in result for name in THRESHOLDS):
-    for name in THRESHOLDS:
-      result[name] = float(getattr(configs.PROFILES[profile], name))
+  if profile and all(name in result for name in EVALUATOR_SETTINGS):
+    for name in EVALUATOR_SETTINGS:
+      # Of the compiled value's type: Kubeflow passes ints and floats apart.
+      result[name] = type(result[name])(getattr(configs.PROFILES[profile], name))
   if train_steps is not None and TRAIN_ARGS in result:
     train_args = json.loads(result[TRAIN_ARGS])
     train_args["num_steps"] = train_steps

@@ -33,8 +33,9 @@ STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 class Profile:
   """How long and how hard to train. Sizes are in high-resolution pixels."""
   name: str
-  # Transform cuts each image into a tiles_per_side x tiles_per_side grid of
-  # hr_size x hr_size tiles at native resolution (hr_size a multiple of 12).
+  # Transform keeps hr_size x hr_size tiles of each photo at native resolution (hr_size a
+  # multiple of 12), the most detailed first: tiles_per_megapixel of them per megapixel,
+  # at least min_tiles and at most max_tiles (imaging/tile_selection.py).
   hr_size: int
   patch_size: int  # random HR crops fed to the network (a multiple of 12)
   batch_size: int
@@ -48,7 +49,12 @@ class Profile:
   depths: Tuple[int, ...]
   learning_rates: Tuple[float, ...]
   dropouts: Tuple[float, ...]
-  tiles_per_side: int = 1
+  tiles_per_megapixel: float = 8.0
+  min_tiles: int = 4
+  max_tiles: int = 64
+  # Validation (Tuner, Trainer) and the Evaluator score this many tiles of each photo,
+  # its most detailed: their cost is bounded by the number of photos, not their size.
+  eval_tiles_per_photo: int = 8
   loss: str = "mae"
   # Blessing: gain over bicubic (dB, Y channel) a model must reach, and how much
   # worse than the last blessed model it may be.
@@ -71,13 +77,14 @@ class Profile:
 PROFILES = {
     # Seconds: proves every component runs. Not a useful model.
     "smoke": Profile(
-        name="smoke", hr_size=48, tiles_per_side=2, patch_size=24, batch_size=4, train_steps=6,
+        name="smoke", hr_size=48, max_tiles=4, eval_tiles_per_photo=2, patch_size=24,
+        batch_size=4, train_steps=6,
         tuner_trials=1, tuner_steps=2, steps_per_epoch=3, patience=2,
         architectures=("espcn",), widths=(8,), depths=(1,),
         learning_rates=(1e-3,), dropouts=(0.0,), min_gain_db=-100.0, name_suffix="-smoke"),
     # About 10-15 minutes on 2 CPU cores, tuning included.
     "default": Profile(
-        name="default", hr_size=240, tiles_per_side=3, patch_size=48, batch_size=32,
+        name="default", hr_size=240, patch_size=48, batch_size=32,
         train_steps=10000,
         tuner_trials=4, tuner_steps=150, steps_per_epoch=1000,
         # resize_conv convolves at high resolution (~3x slower per step here): it is
@@ -89,7 +96,7 @@ PROFILES = {
     # searched: short tuner trials rank the small nets, which learn fast, above EDSR,
     # which ends better (+0.19 dB on the hold-out photos after 10000 steps).
     "quality": Profile(
-        name="quality", hr_size=240, tiles_per_side=3, patch_size=60, batch_size=16,
+        name="quality", hr_size=240, patch_size=60, batch_size=16,
         train_steps=14000,
         tuner_trials=2, tuner_steps=300, steps_per_epoch=1000,
         patience=5, architectures=("edsr",), widths=(64,), depths=(4,),

@@ -88,6 +88,7 @@ def run(options: RunOptions) -> run_summary.RunSummary:
   os.makedirs(log_dir, exist_ok=True)
   log_path = os.path.join(log_dir, f"run-{stamp}.log")
   pipeline = build(options)
+  pipeline_lib.bound_input_batches()
   printer = progress.ProgressPrinter(total=len(pipeline.components))
   progress.route_logs(log_path, printer)
   print(f"Full log: {log_path}", flush=True)

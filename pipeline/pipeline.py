@@ -11,7 +11,6 @@ from ml_metadata.proto import metadata_store_pb2
 
 from superres_tfx.core import names
 from superres_tfx.components import preprocessing
-from superres_tfx.components import training_data
 from superres_tfx.components import tuner as tuner_module
 from superres_tfx.components.evaluator.component import SuperResolutionEvaluator
 from superres_tfx.components.example_validation.component import ExampleValidator
@@ -83,7 +82,8 @@ def create_pipeline(
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN, examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        # No eval_args: validation always covers the whole eval split.
+        # No eval_args: validation always covers the whole eval split (eval_tiles_per_photo
+        # tiles of each photo).
         hyperparameters=hyperparameters, train_args=train_args,
         base_model=model_resolver.outputs["model"] if custom_config.get("warm_start") else None,
         custom_config=custom_config)
@@ -93,7 +93,8 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         model=trainer.outputs["model"], baseline_model=model_resolver.outputs["model"],
         scale=custom_config["scale"], min_gain_db=custom_config["min_gain_db"],
-        max_regression_db=custom_config["max_regression_db"])
+        max_regression_db=custom_config["max_regression_db"],
+        eval_tiles_per_photo=custom_config["eval_tiles_per_photo"])
 
     # The blessed model must load and answer in the serving runtime before it is pushed.
     infra_validator = InfraValidator(
@@ -162,9 +163,21 @@ def custom_config_for(profile: configs.Profile, scale: int, strategy: str = "mir
     raise ValueError(f"scale must be one of {configs.SCALES}, not {scale}.")
   config = {key: (list(value) if isinstance(value, tuple) else value)
             for key, value in profile.__dict__.items()}
-  config.update(scale=scale, strategy=strategy, tuner=tuner, seed=seed, warm_start=warm_start,
-                eval_batch_size=training_data.EVAL_BATCH_SIZE)
+  config.update(scale=scale, strategy=strategy, tuner=tuner, seed=seed, warm_start=warm_start)
   return config
+
+
+def bound_input_batches() -> None:
+  """Batches of about 20 MiB of examples where TFX's components read them through TFXIO
+  (StatisticsGen, Transform), instead of up to 1000 examples: 1000 phone photos are 8 GB.
+
+  A process-wide setting of tfx_bsl; each orchestrator's entry point calls it before
+  the components run.
+  """
+  # pylint: disable=import-outside-toplevel,unused-import
+  from absl import flags
+  from tfx_bsl.coders import batch_util  # noqa: F401  (defines the flag)
+  flags.FLAGS.set_default("tfxio_use_byte_size_batching", True)
 
 
 def metadata_config(pipeline_root: str) -> metadata_store_pb2.ConnectionConfig:

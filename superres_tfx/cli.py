@@ -224,7 +224,8 @@ def _write_run_report(summary, options) -> Optional[str]:
       out_dir, summary.pushed_dir, holdout, scale=options.scale,
       tuner_trials=trials,
       run_info={"profile": options.profile, "data": options.data_root, "scale": options.scale,
-                "model": summary.pushed_dir, "eval split": summary.metrics})
+                "model": summary.pushed_dir,
+                f"{(summary.metrics or {}).get('split', 'eval')} split": summary.metrics})
 
 
 def _upscale(args) -> int:

@@ -34,8 +34,8 @@ def format_summary(summary) -> str:
     parts.extend(f"  {line}" for line in summary.anomalies)
   if summary.metrics:
     m = summary.metrics
-    parts.append(f"Evaluation on {m['images']} eval tiles at x{m['scale']} "
-                 "(Y channel, BT.601, border cropped):")
+    parts.append(f"Evaluation on {m['images']} tiles of the {m.get('split', 'eval')} split at "
+                 f"x{m['scale']} (Y channel, BT.601, border cropped):")
     parts.append(table(_scores_rows(m), ["", "PSNR dB", "SSIM"]))
   if summary.blessed is not None:
     reason = f" ({summary.metrics['reason']})" if summary.metrics else ""

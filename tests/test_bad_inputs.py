@@ -52,9 +52,9 @@ def ingested(corpus, tmp_path_factory):
   with open(os.path.join(examples.uri, executor.QUARANTINE_FILE), encoding="utf-8") as f:
     quarantine = json.load(f)
   records = {}
-  for split in ("train", "eval"):
-    for name, example in ingestion.read_split(examples, split).items():
-      assert name not in records, f"{name} is in both splits"
+  for records_of_split in ingestion.read_splits(examples).values():
+    for name, example in records_of_split.items():
+      assert name not in records, f"{name} is in two splits"
       records[name] = example
   return examples, quarantine, records
 

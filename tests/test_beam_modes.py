@@ -24,6 +24,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from superres_tfx.components import features
+from superres_tfx.components import splits
 from superres_tfx.core import names
 from superres_tfx.components.image_example_gen.executor import QUARANTINE_FILE
 from superres_tfx.pipeline import lineage
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTO_SIDE = 96
-SPLITS = ("train", "eval")
+SPLITS = (splits.TRAIN, splits.EVAL, splits.TEST)
 IN_MEMORY = ()  # configs.DEFAULT_BEAM_ARGS as they are
 MULTI_PROCESSING = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 # Statistics merged from two workers add floating-point numbers in another order.

@@ -35,8 +35,8 @@ def test_the_true_image_scores_higher_than_bicubic():
   assert scores.gain_db > 5 and scores.ssim_model == pytest.approx(1.0)
 
 
-def test_empty_eval_split_is_a_clear_error():
-  with pytest.raises(ValueError, match="eval split is empty"):
+def test_empty_split_is_a_clear_error():
+  with pytest.raises(ValueError, match="split scored is empty"):
     scoring.score(lambda lr: {"sr": lr}, [], 2)
 
 

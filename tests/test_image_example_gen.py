@@ -8,8 +8,10 @@ import hashlib
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from tfx.components.example_gen import utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
@@ -52,12 +54,23 @@ def output_config_of(gen: component.ImageExampleGen) -> example_gen_pb2.Output:
   return output
 
 
+SPLITS = [name for name, _ in component.SPLIT_BUCKETS]
+
+
 def expected_split(relative_path: str) -> str:
-  """TFX's hash partition on the FILENAME feature: buckets [0, 4) train, [4, 5) eval."""
+  """TFX's hash partition on the FILENAME feature: buckets [0, 8) train, 8 eval, 9 test."""
   feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[relative_path.encode()]))
   digest = hashlib.sha256(feature.SerializeToString(deterministic=True)).hexdigest()
-  bucket = int(digest, 16) % (component.TRAIN_BUCKETS + component.EVAL_BUCKETS)
-  return "train" if bucket < component.TRAIN_BUCKETS else "eval"
+  bucket = int(digest, 16) % sum(buckets for _, buckets in component.SPLIT_BUCKETS)
+  for name, buckets in component.SPLIT_BUCKETS:
+    if bucket < buckets:
+      return name
+    bucket -= buckets
+  raise AssertionError("unreachable")
+
+
+def _all(splits):
+  return {name: example for records in splits.values() for name, example in records.items()}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +79,7 @@ def ingested(tmp_path_factory):
   input_base = make_tree(tmp_path_factory.mktemp("photos"))
   output_dir = str(tmp_path_factory.mktemp("examples"))
   examples = ingestion.run_executor(input_base, output_dir)
-  splits = {split: ingestion.read_split(examples, split) for split in ("train", "eval")}
+  splits = {split: ingestion.read_split(examples, split) for split in SPLITS}
   return examples, splits
 
 
@@ -74,12 +87,12 @@ class TestExecutor:
 
   def test_every_readable_image_becomes_one_example(self, ingested):
     _, splits = ingested
-    names = list(splits["train"]) + list(splits["eval"])
+    names = [name for records in splits.values() for name in records]
     assert sorted(names) == sorted(GOOD)
 
   def test_features_describe_a_decodable_picture(self, ingested):
     _, splits = ingested
-    for name, example in {**splits["train"], **splits["eval"]}.items():
+    for name, example in _all(splits).items():
       decoded = tf.io.decode_image(ingestion.value(example, features.IMAGE),
                                    expand_animations=False)
       height = ingestion.value(example, features.HEIGHT)
@@ -88,18 +101,18 @@ class TestExecutor:
       expected = image_decoding.decode_image(GOOD[name]())
       assert ingestion.value(example, features.CHANNELS) == expected.channels, name
       assert ingestion.value(example, features.FORMAT).decode() == expected.format, name
-    rotated = {**splits["train"], **splits["eval"]}["rotated.JPEG"]
+    rotated = _all(splits)["rotated.JPEG"]
     assert ingestion.value(rotated, features.HEIGHT) == image_samples.W
     assert ingestion.value(rotated, features.WIDTH) == image_samples.H
 
   def test_jpeg_bytes_are_the_original_file(self, ingested):
     _, splits = ingested
-    example = {**splits["train"], **splits["eval"]}["rgb.jpg"]
+    example = _all(splits)["rgb.jpg"]
     assert ingestion.value(example, features.IMAGE) == GOOD["rgb.jpg"]()
 
   def test_split_is_a_hash_of_the_relative_path(self, ingested):
     _, splits = ingested
-    assert splits["train"] and splits["eval"]  # the sample names reach both
+    assert splits["train"] and (splits["eval"] or splits["test"])
     for split, records in splits.items():
       for name in records:
         assert expected_split(name) == split, name
@@ -120,7 +133,7 @@ class TestExecutor:
 
   def test_artifact_properties(self, ingested):
     examples, _ = ingested
-    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
+    assert artifact_utils.decode_split_names(examples.split_names) == SPLITS
     assert examples.get_int_custom_property(executor.INGESTED_PROPERTY) == len(GOOD)
     assert examples.get_int_custom_property(executor.QUARANTINED_PROPERTY) == len(BAD)
 
@@ -157,7 +170,7 @@ class TestExecutor:
       quarantined = json.load(f)["quarantined"]
     assert quarantined == [{"path": "train/same.jpg", "reason": (
         "duplicate of eval/same_copy.jpg (the same bytes); only that copy is used, so one "
-        "picture cannot be in both train and eval")}]
+        "picture cannot be in two splits")}]
 
   def test_nothing_usable_is_an_error_naming_the_report(self, tmp_path):
     input_base = tmp_path / "in"
@@ -166,16 +179,44 @@ class TestExecutor:
       ingestion.run_executor(str(input_base), str(tmp_path / "out"))
 
 
+class TestThreeWaySplit:
+  """On a folder of generated photos: three disjoint splits, stable when photos are added."""
+
+  @staticmethod
+  def _photos(folder, first, count):
+    rng = np.random.default_rng(first)
+    for index in range(first, first + count):
+      Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(
+          folder / f"photo_{index:03d}.png")
+
+  def test_disjoint_complete_and_stable_when_photos_are_added(self, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    self._photos(folder, 0, 40)
+    before = {split: set(ingestion.read_split(
+        ingestion.run_executor(str(folder), str(tmp_path / "a")), split)) for split in SPLITS}
+    assert all(before.values()), before  # 40 photos reach every split
+    assert sum(len(names) for names in before.values()) == 40
+    assert set.union(*before.values()) == {f"photo_{i:03d}.png" for i in range(40)}
+    self._photos(folder, 40, 20)
+    examples = ingestion.run_executor(str(folder), str(tmp_path / "b"))
+    after = {split: set(ingestion.read_split(examples, split)) for split in SPLITS}
+    for split in SPLITS:
+      assert before[split] <= after[split], split  # nothing moved to another split
+      for name in after[split]:
+        assert expected_split(name) == split
+    assert sum(len(names) for names in after.values()) == 60
+
+
 class TestComponent:
 
-  def test_default_output_is_train_eval_by_filename_hash(self, tmp_path):
+  def test_default_output_is_train_eval_test_by_filename_hash(self, tmp_path):
     gen = component.ImageExampleGen(input_base=str(tmp_path))
     assert gen.executor_spec.executor_class is executor.Executor
     assert gen.driver_class is component.ImageFolderDriver
     split_config = output_config_of(gen).split_config
     assert [(s.name, s.hash_buckets) for s in split_config.splits] == [
-        ("train", component.TRAIN_BUCKETS), ("eval", component.EVAL_BUCKETS)]
-    assert (component.TRAIN_BUCKETS, component.EVAL_BUCKETS) == (4, 1)
+        ("train", 8), ("eval", 1), ("test", 1)]
     assert split_config.partition_feature_name == features.FILENAME
     assert gen.exec_properties[standard_component_specs.INPUT_BASE_KEY] == str(tmp_path)
 

@@ -38,7 +38,7 @@ def transformed(tmp_path_factory):
   photos = [skimage.data.astronaut()[:96, :96], skimage.data.coffee()[:96, :96],
             skimage.data.chelsea()[:96, :96]]
   graph_dir, examples_file = transformed_data.write(
-      str(root), photos, {"hr_size": 48, "tiles_per_side": 2, "scale": SCALE})
+      str(root), photos, transformed_data.smoke_config(SCALE))
   graph = standard_artifacts.TransformGraph()
   graph.uri = graph_dir
   examples = standard_artifacts.Examples()

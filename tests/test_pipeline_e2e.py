@@ -10,8 +10,11 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
 from PIL import Image
+from tfx.types import standard_artifacts
 
+from superres_tfx.components import splits
 from superres_tfx.pipeline import configs
 from superres_tfx.pipeline import pipeline as pipeline_lib
 from superres_tfx.pipeline import run_summary
@@ -83,6 +86,21 @@ def test_metadata_records_every_component_and_the_cached_rerun(runs):
   assert summary.infra_blessed and "Serving check: passed" in second.stdout
   versions = [v for v in os.listdir(home / "serving" / SMOKE_MODEL) if v.isdigit()]
   assert len(versions) == 1 and summary.pushed_dir.endswith(versions[0])
+
+
+def test_the_blessing_comes_from_the_test_split_as_metadata_records(runs):
+  """The Tuner and early stopping saw eval; the number that decided the push is test's."""
+  home, first, _ = runs
+  store = metadata_store.MetadataStore(pipeline_lib.metadata_config(str(home / "root")))
+  evaluations = store.get_artifacts_by_type(standard_artifacts.ModelEvaluation.TYPE_NAME)
+  assert evaluations
+  for artifact in evaluations:
+    assert artifact.custom_properties["split"].string_value == splits.TEST
+  blessings = [artifact for artifact in store.get_artifacts_by_type(
+      standard_artifacts.ModelBlessing.TYPE_NAME) if "split" in artifact.custom_properties]
+  assert blessings and all(artifact.custom_properties["split"].string_value == splits.TEST
+                           for artifact in blessings)
+  assert "tiles of the test split" in first.stdout
 
 
 def test_pushed_model_upscales_a_real_photo_to_exactly_twice_its_size(runs):

@@ -8,9 +8,10 @@ from PIL import Image
 from skimage import data
 
 from superres_tfx.components import features
-from superres_tfx.imaging import image_ops
 from superres_tfx.components import preprocessing
 from superres_tfx.components import training_data
+from superres_tfx.imaging import image_ops
+from superres_tfx.imaging import tile_selection
 
 
 def _encode(array, fmt):
@@ -19,25 +20,90 @@ def _encode(array, fmt):
   return buffer.getvalue()
 
 
+def _config(hr_size=48, scale=2, tiles_per_megapixel=8.0, min_tiles=1, max_tiles=16):
+  return {"hr_size": hr_size, "scale": scale, "tiles_per_megapixel": tiles_per_megapixel,
+          "min_tiles": min_tiles, "max_tiles": max_tiles}
+
+
+def _tiles(out, feature, row):
+  """Row `row`'s tiles of a transformed feature, decoded: uint8 [tiles, h, w, 3]."""
+  sparse = out[feature]
+  values = tf.sparse.to_dense(tf.sparse.slice(sparse, [row, 0], [1, sparse.dense_shape[1]]),
+                              default_value=b"").numpy()[0]
+  return np.stack([tf.io.decode_png(png, channels=3).numpy() for png in values if png])
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_pairs_have_fixed_sizes_and_lr_is_bicubic_degradation(scale):
-  images = tf.constant([_encode(data.astronaut(), "PNG"), _encode(data.camera(), "JPEG"),
-                        _encode(data.coffee()[:200, :90], "PNG")])  # tall, narrow crop
-  out = preprocessing.preprocessing_fn({features.IMAGE: images},
-                                       {"hr_size": 48, "tiles_per_side": 2, "scale": scale})
-  hr, lr = out[features.HR].numpy(), out[features.LR].numpy()
-  assert hr.shape == (3, 4, 48, 48, 3)
-  assert lr.shape == (3, 4, 48 // scale, 48 // scale, 3)
-  assert hr.min() >= 0.0 and hr.max() <= 1.0
-  np.testing.assert_allclose(lr[0], image_ops.degrade(hr[0], scale).numpy(), atol=1e-6)
+def test_pairs_are_native_tiles_and_their_bicubic_degradation(scale):
+  photos = [data.astronaut(), data.camera(), data.coffee()[:200, :90]]  # RGB, gray, narrow
+  images = tf.constant([_encode(photos[0], "PNG"), _encode(photos[1], "JPEG"),
+                        _encode(photos[2], "PNG")])
+  out = preprocessing.preprocessing_fn({features.IMAGE: images}, _config(scale=scale))
+  for row in range(3):
+    hr, lr = _tiles(out, features.HR, row), _tiles(out, features.LR, row)
+    assert hr.shape[1:] == (48, 48, 3) and lr.shape[1:] == (48 // scale, 48 // scale, 3)
+    assert 1 <= len(hr) == len(lr) <= 16
+    expected = image_ops.to_uint8(image_ops.degrade(image_ops.to_float(hr), scale)).numpy()
+    np.testing.assert_array_equal(lr, expected)
+  # Tiles are native pixels of the photo, cut at the selection grid's positions.
+  astronaut = photos[0]
+  starts = tile_selection.candidates(512, 512, 48).numpy()
+  for tile in _tiles(out, features.HR, 0):
+    assert any(np.array_equal(tile, astronaut[top:top + 48, left:left + 48])
+               for top, left in starts)
   # Gray JPEG expanded to RGB: the three channels agree.
-  np.testing.assert_allclose(hr[1, ..., 0], hr[1, ..., 2], atol=1e-6)
+  gray = _tiles(out, features.HR, 1)
+  np.testing.assert_array_equal(gray[..., 0], gray[..., 2])
+
+
+def test_a_bigger_photo_gives_more_tiles():
+  small = data.astronaut()  # 0.26 MP
+  big = np.tile(small, (2, 2, 1))  # 1.05 MP
+  out = preprocessing.preprocessing_fn(
+      {features.IMAGE: tf.constant([_encode(small, "PNG"), _encode(big, "PNG")])},
+      _config(hr_size=48, tiles_per_megapixel=40.0, max_tiles=64))
+  counts = [len(_tiles(out, features.HR, row)) for row in range(2)]
+  assert counts == [round(512 * 512 / 1e6 * 40), round(1024 * 1024 / 1e6 * 40)]  # 10, 42
+
+
+def test_detailed_tiles_are_chosen_before_flat_ones():
+  """Half flat sky, half gravel: every kept tile lies in the gravel."""
+  gravel = np.stack([data.gravel()[:192, :192]] * 3, axis=-1)
+  photo = np.concatenate([np.full_like(gravel, 180), gravel], axis=1)  # 192 x 384
+  hr = _tiles(preprocessing.preprocessing_fn(
+      {features.IMAGE: tf.constant([_encode(photo, "PNG")])},
+      _config(hr_size=48, tiles_per_megapixel=1e6, max_tiles=6)), features.HR, 0)
+  assert len(hr) == 6
+  for tile in hr:
+    assert tile.std() > 5, "a flat tile was kept before a detailed one"
+
+
+def test_kept_tiles_overlap_little():
+  image = tf.constant(data.astronaut())
+  tiles = tile_selection.select_tiles(image, 96, 2, tiles_per_megapixel=1e6, min_tiles=1,
+                                      max_tiles=64).numpy()
+  starts = tile_selection.candidates(512, 512, 96).numpy()
+  kept = [next((top, left) for top, left in starts
+               if np.array_equal(tile, data.astronaut()[top:top + 96, left:left + 96]))
+          for tile in tiles]
+  for i, (top_a, left_a) in enumerate(kept):
+    for top_b, left_b in kept[i + 1:]:
+      overlap = max(0, 96 - abs(top_a - top_b)) * max(0, 96 - abs(left_a - left_b))
+      assert overlap / (2 * 96 * 96 - overlap) <= tile_selection.MAX_OVERLAP + 1e-6
+
+
+def test_images_smaller_than_a_tile_are_resized_up_to_it():
+  photo = data.coffee()[:40, :50]
+  out = preprocessing.preprocessing_fn({features.IMAGE: tf.constant([_encode(photo, "PNG")])},
+                                       _config(hr_size=96, min_tiles=2))
+  hr = _tiles(out, features.HR, 0)
+  assert hr.shape[1:] == (96, 96, 3)
 
 
 def test_hr_size_must_divide_by_scale():
   with pytest.raises(ValueError, match="multiple of scale"):
     preprocessing.preprocessing_fn({features.IMAGE: tf.constant([b""])},
-                                   {"hr_size": 50, "tiles_per_side": 1, "scale": 3})
+                                   _config(hr_size=50, scale=3))
 
 
 def test_random_patch_keeps_lr_and_hr_aligned():
@@ -61,58 +127,50 @@ def test_dihedral_transform_applies_equally_to_both():
     np.testing.assert_allclose(image_ops.degrade(hr_t, 2).numpy(), lr_t.numpy(), atol=1e-5)
 
 
-def test_tiles_cover_the_photo_corner_to_corner_at_native_resolution():
-  photo = data.coffee()  # 400 x 600
-  out = preprocessing.preprocessing_fn({features.IMAGE: tf.constant([_encode(photo, "PNG")])},
-                                       {"hr_size": 96, "tiles_per_side": 3, "scale": 2})
-  hr = out[features.HR].numpy()[0]
-  assert hr.shape == (9, 96, 96, 3)
-  tops, lefts = (0, 152, 304), (0, 252, 504)  # even steps from one edge to the other
-  for index, (top, left) in enumerate((t, x) for t in tops for x in lefts):
-    np.testing.assert_allclose(hr[index], photo[top:top + 96, left:left + 96] / 255.0,
-                               atol=1e-6)
-
-
-def test_one_tile_is_the_central_crop():
-  photo = data.coffee()
-  tiles = image_ops.tile_grid(tf.constant(photo / 255.0, tf.float32), 96, 1).numpy()
-  top, left = (400 - 96) // 2, (600 - 96) // 2
-  np.testing.assert_allclose(tiles[0], photo[top:top + 96, left:left + 96] / 255.0, atol=1e-6)
-
-
-def test_images_smaller_than_a_tile_are_resized_up_to_it():
-  photo = data.coffee()[:40, :50]
-  tiles = image_ops.tile_grid(tf.constant(photo / 255.0, tf.float32), 96, 2).numpy()
-  assert tiles.shape == (4, 96, 96, 3)
-  assert 0.0 <= tiles.min() and tiles.max() <= 1.0
-
-
 class _TransformOutput:
   """What training_data reads of a TFTransformOutput: the transformed feature spec."""
 
-  def __init__(self, tiles, hr_size, scale):
-    lr_size = hr_size // scale
-    self.spec = {
-        features.HR: tf.io.FixedLenFeature([tiles, hr_size, hr_size, 3], tf.float32),
-        features.LR: tf.io.FixedLenFeature([tiles, lr_size, lr_size, 3], tf.float32)}
-
   def transformed_feature_spec(self):
-    return self.spec
+    return {features.HR: tf.io.VarLenFeature(tf.string),
+            features.LR: tf.io.VarLenFeature(tf.string)}
 
 
-def test_every_tile_of_every_image_is_a_validation_pair(tmp_path):
+def _write_transformed(path, out, rows):
+  with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+    for row in range(rows):
+      example = {}
+      for feature in (features.HR, features.LR):
+        pngs = [tf.io.encode_png(tile).numpy() for tile in _tiles(out, feature, row)]
+        example[feature] = tf.train.Feature(bytes_list=tf.train.BytesList(value=pngs))
+      writer.write(tf.train.Example(
+          features=tf.train.Features(feature=example)).SerializeToString())
+
+
+def test_validation_takes_the_best_tiles_of_every_photo(tmp_path):
   images = tf.constant([_encode(data.astronaut(), "PNG"), _encode(data.camera(), "PNG")])
   out = preprocessing.preprocessing_fn({features.IMAGE: images},
-                                       {"hr_size": 24, "tiles_per_side": 2, "scale": 2})
+                                       _config(hr_size=24, min_tiles=4, max_tiles=8))
   path = str(tmp_path / "transformed.gz")
-  with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-    for hr, lr in zip(out[features.HR].numpy(), out[features.LR].numpy()):
-      writer.write(tf.train.Example(features=tf.train.Features(feature={
-          features.HR: tf.train.Feature(float_list=tf.train.FloatList(value=hr.ravel())),
-          features.LR: tf.train.Feature(float_list=tf.train.FloatList(value=lr.ravel())),
-      })).SerializeToString())
-  dataset = training_data.eval_dataset(path, _TransformOutput(4, 24, 2), batch_size=3)
-  assert int(dataset.cardinality()) == 3  # known: Keras validates without a warning
+  _write_transformed(path, out, 2)
+  dataset = training_data.eval_dataset(path, _TransformOutput(), batch_size=3,
+                                       tiles_per_photo=2)
+  assert int(dataset.cardinality()) == 2  # known: Keras validates without a warning
   pairs = list(dataset)
-  assert [len(lr) for lr, _ in pairs] == [3, 3, 2]  # 2 images x 4 tiles
-  np.testing.assert_allclose(pairs[0][1][1].numpy(), out[features.HR].numpy()[0, 1], atol=1e-6)
+  assert [len(lr) for lr, _ in pairs] == [3, 1]  # 2 photos x their 2 best tiles
+  hr = np.concatenate([hr.numpy() for _, hr in pairs])
+  np.testing.assert_allclose(hr[2], _tiles(out, features.HR, 1)[0] / 255.0, atol=1e-6)
+  assert hr.dtype == np.float32 and 0.0 <= hr.min() and hr.max() <= 1.0
+
+
+def test_training_streams_aligned_patch_batches(tmp_path):
+  images = tf.constant([_encode(data.astronaut(), "PNG"), _encode(data.coffee(), "PNG")])
+  out = preprocessing.preprocessing_fn({features.IMAGE: images},
+                                       _config(hr_size=48, min_tiles=3, max_tiles=3))
+  path = str(tmp_path / "transformed.gz")
+  _write_transformed(path, out, 2)
+  batches = training_data.train_dataset(path, _TransformOutput(), batch_size=5, patch_size=24,
+                                        scale=2)
+  for lr, hr in batches.take(4):  # more patches than the two photos' tiles: it repeats
+    assert lr.shape == (5, 12, 12, 3) and hr.shape == (5, 24, 24, 3)
+    inner = image_ops.degrade(hr, 2).numpy()[:, 2:-2, 2:-2]
+    np.testing.assert_allclose(lr.numpy()[:, 2:-2, 2:-2], inner, atol=0.03)

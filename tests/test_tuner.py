@@ -20,8 +20,8 @@ SCALE = 2
 def transformed(tmp_path_factory):
   photos = [skimage.data.astronaut()[:96, :96], skimage.data.coffee()[:96, :96],
             skimage.data.chelsea()[:96, :96]]
-  config = {"hr_size": 48, "tiles_per_side": 2, "scale": SCALE}
-  return transformed_data.write(str(tmp_path_factory.mktemp("transform")), photos, config)
+  return transformed_data.write(str(tmp_path_factory.mktemp("transform")), photos,
+                                transformed_data.smoke_config(SCALE))
 
 
 def _fn_args(transformed, working_dir, search_type, **space):

@@ -14,6 +14,8 @@ from tensorflow_transform.tf_metadata import schema_utils
 
 from superres_tfx.components import features
 from superres_tfx.components import preprocessing
+from superres_tfx.pipeline import configs
+from superres_tfx.pipeline import pipeline as pipeline_lib
 
 
 def _png(array) -> bytes:
@@ -22,8 +24,14 @@ def _png(array) -> bytes:
   return buffer.getvalue()
 
 
+def smoke_config(scale: int) -> dict:
+  """What Transform reads of the smoke profile's configuration at `scale`."""
+  config = pipeline_lib.custom_config_for(configs.PROFILES["smoke"], scale)
+  return {key: config[key] for key in pipeline_lib.TRANSFORM_KEYS}
+
+
 def write(out_dir: str, photos, config: dict):
-  """Transforms `photos` (uint8 arrays) with `config` (hr_size, tiles_per_side, scale).
+  """Transforms `photos` (uint8 arrays) with `config` (preprocessing.CONFIG_KEYS).
 
   Returns (transform_graph_dir, transformed_examples_file).
   """

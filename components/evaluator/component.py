@@ -7,6 +7,10 @@ metric inputs are flat per-example arrays. This component keeps TFX's contract
 instead: a ModelEvaluation plus a ModelBlessing carrying `blessed`, `current_model`
 and `current_model_id`, so the standard Pusher and LatestBlessedModelStrategy work
 unchanged.
+
+It scores the test split, which neither the Tuner nor the Trainer's early stopping ever
+saw, so the number that decides a push was not used to choose the model. A folder too
+small to give test images is scored on the eval split instead, and the verdict says so.
 """
 import json
 import os
@@ -21,12 +25,11 @@ from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEv
 from tfx.types.standard_artifacts import TransformGraph
 from tfx.utils import path_utils
 
+from superres_tfx.components import splits
 from superres_tfx.components import training_data
 from superres_tfx.components.evaluator import gate
 from superres_tfx.components.evaluator import scoring
 from superres_tfx.core import names
-
-EVAL_SPLIT = "eval"
 
 Input = tfx.dsl.components.InputArtifact
 Output = tfx.dsl.components.OutputArtifact
@@ -37,10 +40,17 @@ def _load(model_artifact):
   return scoring.load_upscaler(path_utils.serving_model_path(model_artifact.uri))
 
 
-def _score(upscale, examples, transform_output, scale: int) -> gate.Scores:
-  pattern = os.path.join(artifact_utils.get_split_uri([examples], EVAL_SPLIT), "*")
-  pairs = training_data.eval_dataset(pattern, transform_output, training_data.EVAL_BATCH_SIZE)
+def _score(upscale, examples, transform_output, scale: int, split: str,
+           tiles_per_photo: int) -> gate.Scores:
+  pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
+  pairs = training_data.eval_dataset(pattern, transform_output, training_data.EVAL_BATCH_SIZE,
+                                     tiles_per_photo)
   return scoring.score(upscale, pairs.as_numpy_iterator(), scale)
+
+
+def scored_split(examples) -> str:
+  """The test split, or the eval split when the folder gave no test images."""
+  return splits.first_with_examples(examples, (splits.TEST, splits.EVAL)) or splits.TEST
 
 
 @tfx.dsl.components.component
@@ -53,10 +63,14 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
     scale: Param[int],
     min_gain_db: Param[float],
     max_regression_db: Param[float],
+    eval_tiles_per_photo: Param[int],
     baseline_model: Input[Model] = None,  # the last blessed model, if any
 ) -> None:
   transform_output = tft.TFTransformOutput(transform_graph.uri)
-  candidate = _score(_load(model), examples, transform_output, scale)
+  split = scored_split(examples)
+  score = lambda upscale: _score(upscale, examples, transform_output, scale, split,
+                                 eval_tiles_per_photo)
+  candidate = score(_load(model))
   # A profile may ask for a smaller tolerance than the project's, never a larger one.
   max_regression_db = min(max_regression_db, gate.MAX_REGRESSION_DB)
   baseline = None
@@ -66,7 +80,7 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
     upscale = _load(baseline_model)
     baseline_scale = scoring.upscaling_factor(upscale)
     if baseline_scale == scale:
-      baseline = _score(upscale, examples, transform_output, scale)
+      baseline = score(upscale)
     else:
       # Each model name is its own pipeline, so its last blessed model has its scale;
       # a pipeline whose scale was changed at run time (a Kubeflow run parameter) may
@@ -75,9 +89,12 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
                       baseline_scale, scale)
   blessed, reason = gate.blessing_verdict(candidate, baseline, min_gain_db,
                                           max_regression_db)
+  if split != splits.TEST:
+    reason = (f"{reason}; scored on the {split} split, which also chose the model: the "
+              f"folder gave no {splits.TEST} images")
   logging.info("Blessing: %s (%s)", blessed, reason)
 
-  result = {"scale": scale, "images": candidate.images,
+  result = {"scale": scale, "split": split, "images": candidate.images,
             "psnr_model": candidate.psnr_model, "ssim_model": candidate.ssim_model,
             "psnr_bicubic": candidate.psnr_bicubic, "ssim_bicubic": candidate.ssim_bicubic,
             "gain_db": candidate.gain_db, "blessed": blessed, "reason": reason,
@@ -87,8 +104,9 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
   for key in ("psnr_model", "ssim_model", "psnr_bicubic", "ssim_bicubic", "gain_db"):
     evaluation.set_float_custom_property(key, result[key])
     blessing.set_float_custom_property(key, result[key])
-  evaluation.set_string_custom_property("reason", reason)
-  blessing.set_string_custom_property("reason", reason)
+  for artifact in (evaluation, blessing):
+    artifact.set_string_custom_property("reason", reason)
+    artifact.set_string_custom_property("split", split)
 
   # The contract of TFX's own Evaluator, read by the Pusher (model_utils.is_model_blessed)
   # and by LatestBlessedModelStrategy.

@@ -41,8 +41,9 @@ def score(upscale_fn, pairs: Iterable[Tuple[np.ndarray, np.ndarray]], scale: int
     psnr_bicubic.extend(metrics.psnr_y(bicubic, hr, crop=scale).numpy())
     ssim_bicubic.extend(metrics.ssim_y(bicubic, hr, crop=scale).numpy())
   if not psnr_model:
-    raise errors.SuperresError("No evaluation images: the eval split is empty. Add images "
-                               "to the data folder (about one in five goes to eval).")
+    raise errors.SuperresError("No evaluation images: the split scored is empty. Add images "
+                               "to the data folder (about one in ten goes to each of eval "
+                               "and test).")
   return Scores(images=len(psnr_model), psnr_model=float(np.mean(psnr_model)),
                 ssim_model=float(np.mean(ssim_model)),
                 psnr_bicubic=float(np.mean(psnr_bicubic)),

@@ -13,26 +13,23 @@ from tfx.utils import proto_utils
 
 from superres_tfx.components import features
 from superres_tfx.components import image_listing
+from superres_tfx.components import splits
 from superres_tfx.components.image_example_gen import executor
 
-# Train/eval split, by hash of the file's relative path.
-TRAIN_BUCKETS = 4
-EVAL_BUCKETS = 1
+# Hash buckets of each split: 80 / 10 / 10 by the hash of the file's relative path.
+SPLIT_BUCKETS = ((splits.TRAIN, 8), (splits.EVAL, 1), (splits.TEST, 1))
 
 
 def default_output_config() -> example_gen_pb2.Output:
-  """Train/eval by a hash of each file's relative path.
+  """Train, eval and test by a hash of each file's relative path (SPLIT_BUCKETS).
 
   The split of an image depends on its path only, so adding images to the
-  folder never moves the ones already there to the other split.
+  folder never moves the ones already there to another split. With few images a
+  split can come out empty (about one image in ten goes to each of eval and test).
   """
   return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
-      splits=[
-          example_gen_pb2.SplitConfig.Split(
-              name="train", hash_buckets=TRAIN_BUCKETS),
-          example_gen_pb2.SplitConfig.Split(
-              name="eval", hash_buckets=EVAL_BUCKETS),
-      ],
+      splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
+              for name, buckets in SPLIT_BUCKETS],
       partition_feature_name=features.FILENAME))
 
 
@@ -68,7 +65,7 @@ class ImageExampleGen(component.FileBasedExampleGen):
   """Ingests a folder tree (local or gs://) of JPEG, PNG, BMP, GIF, WebP and TIFF files.
 
   Writes one tf.Example per readable image (see components/features.py) into
-  train and eval splits, 4:1 by default (TRAIN_BUCKETS, EVAL_BUCKETS), chosen by a hash
+  train, eval and test splits, 8:1:1 by default (SPLIT_BUCKETS), chosen by a hash
   of the file's path relative to `input_base`. Unusable files are quarantined
   and listed with their reasons in `quarantine.json` in the Examples artifact
   (see executor.py).

@@ -99,7 +99,7 @@ class _DropDuplicatesFn(beam.DoFn):
     else:
       yield beam.pvalue.TaggedOutput(_QUARANTINED_TAG, {"path": path, "reason": (
           f"duplicate of {first} (the same bytes); only that copy is used, so one "
-          "picture cannot be in both train and eval")})
+          "picture cannot be in two splits")})
 
 
 def _write_report(_, path: str, input_base: str, ignored: List[str],

@@ -42,8 +42,10 @@ class Answers:
 
 def from_eval_split(split_uri: str, transform_output, count: int = COUNT,
                     crop: int = CROP) -> Canaries:
-  """The first `count` low-resolution eval images, top-left `crop` x `crop` pixels."""
-  pairs = training_data.eval_dataset(os.path.join(split_uri, "*"), transform_output, count)
+  """The first `count` low-resolution eval tiles (the best ones of the first photos),
+  their top-left `crop` x `crop` pixels."""
+  pairs = training_data.eval_dataset(os.path.join(split_uri, "*"), transform_output, count,
+                                     tiles_per_photo=count)
   batches = list(pairs.take(1).as_numpy_iterator())
   if not batches:
     raise ValueError(f"no eval images in {split_uri}")

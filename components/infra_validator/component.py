@@ -32,12 +32,12 @@ from tfx.types.standard_artifacts import TransformGraph
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
+from superres_tfx.components import splits
 from superres_tfx.core import errors
 from superres_tfx.components.infra_validator import canary
 from superres_tfx.components.infra_validator import server_process
 from superres_tfx.serving import launcher
 
-EVAL_SPLIT = "eval"
 # What tfx.components.infra_validator.executor writes (_mark_blessed, _mark_not_blessed).
 BLESSED_KEY = "blessed"
 BLESSED_FILE = "INFRA_BLESSED"
@@ -189,8 +189,11 @@ def InfraValidator(  # pylint: disable=invalid-name
   if model_blessing is not None and not model_utils.is_model_blessed(model_blessing):
     verdict = Verdict(False, NOT_BLESSED_BY_EVALUATOR)  # no server for a model never pushed
   else:
+    # Canaries come from eval images; a folder too small for any falls back to another.
+    canary_split = splits.first_with_examples(
+        examples, (splits.EVAL, splits.TEST, splits.TRAIN)) or splits.EVAL
     verdict = validate(path_utils.serving_model_path(model.uri),
-                       artifact_utils.get_split_uri([examples], EVAL_SPLIT),
+                       artifact_utils.get_split_uri([examples], canary_split),
                        transform_graph.uri, model_name,
                        log_uri=os.path.join(blessing.uri, SERVER_LOG))
   logging.info("InfraValidator: %s (%s)", "blessed" if verdict.blessed else "NOT blessed",
