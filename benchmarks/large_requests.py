@@ -40,6 +40,7 @@ from PIL import Image
 import requests
 
 from benchmarks import output
+from benchmarks import process_memory
 from benchmarks import serving as serving_benchmark
 from superres_tfx.pipeline import configs
 from superres_tfx.serving import client
@@ -60,19 +61,6 @@ def make_photo(path: str) -> None:
   pixels += np.random.default_rng(0).integers(-NOISE_LEVELS, NOISE_LEVELS + 1, pixels.shape,
                                               dtype=np.int16)
   Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=JPEG_QUALITY)
-
-
-def _status_mb(pid: int, field: str) -> float:
-  with open(f"/proc/{pid}/status") as f:
-    for line in f:
-      if line.startswith(field + ":"):
-        return int(line.split()[1]) / 1024.0
-  raise RuntimeError(f"no {field} for process {pid}")
-
-
-def _reset_peak(pid: int) -> None:
-  with open(f"/proc/{pid}/clear_refs", "w") as f:
-    f.write("5")  # resets VmHWM to the current resident size
 
 
 def _rest_call(url: str, image: bytes) -> Callable[[], bytes]:
@@ -97,13 +85,13 @@ def _grpc_call(target: str, image: bytes) -> Callable[[], bytes]:
 def _under_load(pid: int, status_url: str, call: Callable[[], bytes],
                 concurrency: int) -> Dict[str, object]:
   """Runs `concurrency` calls at once, sampling the server's memory and status latency."""
-  _reset_peak(pid)
+  process_memory.reset_peak(pid)
   stop = threading.Event()
   rss, status_ms = [], []
 
   def sample():
     while not stop.wait(SAMPLE_SECONDS):
-      rss.append(_status_mb(pid, "VmRSS"))
+      rss.append(process_memory.status_mb(pid, "VmRSS"))
       start = time.monotonic()
       requests.get(status_url, timeout=10)
       status_ms.append((time.monotonic() - start) * 1000)
@@ -132,7 +120,7 @@ def _under_load(pid: int, status_url: str, call: Callable[[], bytes],
       "answer_bytes": [len(answer) for answer in answers],
       "answer_size": list(size),
       "answers_identical": all(answer == answers[0] for answer in answers),
-      "server_peak_rss_mb": round(_status_mb(pid, "VmHWM")),
+      "server_peak_rss_mb": round(process_memory.status_mb(pid, "VmHWM")),
       "server_rss_samples_max_mb": round(max(rss, default=0.0)),
       "status_latency_ms": {"max": round(max(status_ms, default=0.0), 1),
                             "p50": round(float(np.median(status_ms)), 1) if status_ms else None,
@@ -227,7 +215,7 @@ def _through_server(work: str, version_dir: str, image: bytes, concurrency: int,
       result = {"server_defaults": {"max_pixels": args.max_pixels,
                                     "max_request_memory": args.max_request_memory,
                                     "max_in_flight": args.max_in_flight},
-                "server_rss_loaded_mb": round(_status_mb(process.pid, "VmRSS"))}
+                "server_rss_loaded_mb": round(process_memory.status_mb(process.pid, "VmRSS"))}
       expected = _local_tiled(version_dir, image) if check else None
       calls = {"rest": lambda: _rest_call(url, image),
                "grpc": lambda: _grpc_call(target, image)}
@@ -236,7 +224,7 @@ def _through_server(work: str, version_dir: str, image: bytes, concurrency: int,
         if expected is not None:
           figures["max_difference_from_local_tiled"] = _max_difference(answer, expected)
         result[protocol] = figures
-        result[f"server_rss_after_{protocol}_mb"] = round(_status_mb(process.pid, "VmRSS"))
+        result[f"server_rss_after_{protocol}_mb"] = round(process_memory.status_mb(process.pid))
       return result
     finally:
       serving_benchmark.stop_server(process)

@@ -57,6 +57,7 @@ import requests
 
 from benchmarks import hardware
 from benchmarks import output
+from benchmarks import process_memory
 from benchmarks import ports
 from superres_tfx.pipeline import configs
 from superres_tfx.serving import client
@@ -78,14 +79,6 @@ def _png(side: int) -> bytes:
   buffer = io.BytesIO()
   Image.fromarray(pixels).save(buffer, format="PNG")
   return buffer.getvalue()
-
-
-def _rss_mb(pid: int, field: str = "VmRSS") -> float:
-  with open(f"/proc/{pid}/status") as f:
-    for line in f:
-      if line.startswith(field + ":"):
-        return int(line.split()[1]) / 1024.0
-  raise RuntimeError(f"no {field} for process {pid}")
 
 
 def _percentiles_ms(seconds) -> Dict[str, float]:
@@ -285,7 +278,7 @@ def run(model: str, requests_total: int) -> dict:
 
     # One model loaded and warmed up: what a deployment holds between requests.
     client.upscale_rest(url, configs.MODEL_NAME, _png(SIZES[0]))
-    rss_loaded = _rss_mb(process.pid)
+    rss_loaded = process_memory.status_mb(process.pid)
     results: List[dict] = []
     for side in SIZES:
       image = _png(side)
@@ -297,8 +290,8 @@ def run(model: str, requests_total: int) -> dict:
           results.append(row)
           print(json.dumps(row), flush=True)
     rss_mb = {"one_model_loaded": round(rss_loaded, 1),
-              "after_benchmark": round(_rss_mb(process.pid), 1),
-              "peak": round(_rss_mb(process.pid, "VmHWM"), 1)}
+              "after_benchmark": round(process_memory.status_mb(process.pid), 1),
+              "peak": round(process_memory.status_mb(process.pid, "VmHWM"), 1)}
 
     capacity = args.max_in_flight + args.max_queued
     flood = {"admission": {"max_in_flight": args.max_in_flight, "max_queued": args.max_queued,

@@ -46,7 +46,8 @@ _STATES = {
 }
 
 
-def _node_id(store, execution) -> str:
+def node_id(store, execution) -> str:
+  """The pipeline node (component id) an execution belongs to."""
   for context in store.get_contexts_by_execution(execution.id):
     if store.get_context_types_by_id([context.type_id])[0].name == names.NODE_CONTEXT_TYPE:
       return context.name.split(".")[-1]
@@ -79,7 +80,7 @@ def latest_run(connection_config: metadata_store_pb2.ConnectionConfig,
   summary = RunSummary(run_id=run.name, outcomes={})
   executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
   for execution in executions:
-    node = _node_id(store, execution)
+    node = node_id(store, execution)
     summary.outcomes[node] = _STATES.get(execution.last_known_state, "unknown")
     output_ids = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
                   if e.type in (metadata_store_pb2.Event.OUTPUT,
