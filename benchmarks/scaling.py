@@ -58,15 +58,15 @@ class _Sampler(threading.Thread):
 
   def __init__(self):
     super().__init__(daemon=True)
-    self.samples, self._stop = [], threading.Event()
+    self.samples, self._done = [], threading.Event()
 
   def run(self):
-    while not self._stop.is_set():
+    while not self._done.is_set():
       self.samples.append((time.time(), process_memory.status_mb()))
-      self._stop.wait(SAMPLE_SECONDS)
+      self._done.wait(SAMPLE_SECONDS)
 
   def stop(self):
-    self._stop.set()
+    self._done.set()
     self.join()
 
 
@@ -108,7 +108,8 @@ def _components(pipeline_root: str, samples) -> Dict[str, Dict]:
     node = run_summary.node_id(store, execution)
     start = execution.create_time_since_epoch / 1000.0
     end = execution.last_update_time_since_epoch / 1000.0
-    during = [rss for moment, rss in samples if start <= moment <= end]
+    during = [rss for moment, rss in samples
+              if start - SAMPLE_SECONDS <= moment <= end + SAMPLE_SECONDS]
     outputs = [event.artifact_id for event in store.get_events_by_execution_ids([execution.id])
                if event.type == metadata_store_pb2.Event.OUTPUT]
     figures = {"seconds": round(end - start, 1),
@@ -209,7 +210,8 @@ def chart(sizes: List[Dict], path: str, min_share: float = 0.02) -> None:
     draw.line([(x, y), (x, y + 5)], fill="black")
     draw.text((x - 30, y + 8), f"{size['megapixels']:.0f} MP", fill="black")
     draw.text((x - 30, y + 22), f"{size['photos']} photos", fill="black")
-  for tick in range(0, int(top_y) + 1, max(60, int(top_y / 6) // 60 * 60)):
+  step = next(s for s in (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200) if top_y / s <= 8)
+  for tick in range(0, int(top_y) + 1, step):
     x, y = to_xy(0, tick)
     draw.line([(x - 5, y), (x, y)], fill="black")
     draw.text((8, y - 6), f"{tick} s", fill="black")
@@ -249,6 +251,7 @@ def main(argv=None) -> None:
                                                      work)})
     print(f"{sizes[-1]['photos']} photos: {sizes[-1].get('wall_seconds')} s, exit code "
           f"{sizes[-1].get('exit_code')}", file=sys.stderr, flush=True)
+  sizes.sort(key=lambda size: size["photos"])
   result = {"profile": args.profile, "scale": args.scale, "data": os.path.abspath(args.data),
             "sizes": sizes, "growth_largest_two": growth(sizes)}
   if args.chart and all("components" in size for size in sizes):
