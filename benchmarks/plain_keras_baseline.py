@@ -141,7 +141,7 @@ def training_pairs(photos: Sequence[Photo], scale: int) -> List[Tuple[np.ndarray
       raise ValueError(
           f"training photo {name} is {hr.shape[1]}x{hr.shape[0]} pixels: each side needs "
           f"at least {HR_PATCH} for the HR patches; use a larger photo or max_side")
-    pairs.append((image_ops.degrade(tf.convert_to_tensor(hr), scale).numpy(), hr))
+    pairs.append((image_ops.degrade_8bit(tf.convert_to_tensor(hr), scale).numpy(), hr))
   return pairs
 
 

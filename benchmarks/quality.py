@@ -17,6 +17,8 @@ Three modes, run from the repository root:
   `superres run`, into a work directory used as SUPERRES_HOME):
     python -m benchmarks.quality --train-profile default --scales 2 3 4 --out q.json
         [--work-dir DIR] [--train-data DIR]
+  With --train-data (e.g. the corpus of `superres data fetch`), each model is also
+  scored on that folder's test split (`--test-split-of DIR` for any folder, any mode).
 
   Compare upsampling layers for checkerboard artifacts: builds fsrcnn (transposed
   convolution), resize_conv (nearest upsampling + convolution) and espcn (sub-pixel
@@ -50,6 +52,8 @@ import tensorflow as tf
 
 from benchmarks import output
 from superres_tfx.components import export
+from superres_tfx.components import image_listing
+from superres_tfx.components import splits
 from superres_tfx.imaging import image_ops
 from superres_tfx.components import metrics
 from superres_tfx.components.models import registry
@@ -166,7 +170,7 @@ def _low_resolution_images(data_dir: str, files: Sequence[str], scale: int) -> L
   for name in files:
     hr = upscaling.read_image(os.path.join(data_dir, name))
     hr = image_ops.crop_to_multiple(tf.convert_to_tensor(hr, tf.float32), scale)
-    images.append(image_ops.degrade(hr, scale).numpy())
+    images.append(image_ops.degrade_8bit(hr, scale).numpy())
   return images
 
 
@@ -245,6 +249,21 @@ def score_model(model_path: str, data_dir: str, architecture: Optional[str] = No
   return result
 
 
+def score_test_split(model_path: str, folder: str, add_self_ensemble: bool = False) -> Dict:
+  """PSNR/SSIM of the model and of bicubic on the photos of `folder` that ImageExampleGen
+  puts in the test split (never trained on, never used to choose the model)."""
+  folder = os.path.abspath(os.path.expanduser(folder))
+  files = [name for name in image_listing.list_image_files(folder)
+           if splits.split_of(name) == splits.TEST]
+  if not files:
+    return {"folder": folder, "error": "no photo of the folder is in the test split"}
+  upscaler = upscaling.load_model(model_path, add_self_ensemble)
+  scores = evaluation.evaluate_folder(upscaler, folder, files=files)
+  return {"folder": folder, **{key: scores[key] for key in (
+      "images", "psnr_model", "psnr_bicubic", "ssim_model", "ssim_bicubic", "gain_db")},
+          "per_image": scores["per_image"]}
+
+
 def _host() -> Dict:
   return {"machine": platform.machine(), "cpu_count": os.cpu_count(),
           "python": platform.python_version(), "tensorflow": tf.__version__,
@@ -261,11 +280,12 @@ def _training_hyperparameters(pipeline_root: str) -> Optional[Dict]:
 
 
 def train_and_score(profile: str, scales: Sequence[int], data_dir: str, work_dir: str,
-                    train_data: Optional[str] = None) -> List[Dict]:
-  """Runs `superres run --profile P --scale S` per scale into work_dir, scores each pushed model."""
+                    train_data: Optional[str] = None,
+                    test_split_of: Optional[str] = None) -> List[Dict]:
+  """Runs `superres run --profile P --scale S` per scale into work_dir, scores each pushed
+  model on data_dir (and on the test split of `test_split_of`)."""
   results = []
-  env = dict(os.environ, SUPERRES_HOME=work_dir,
-             PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
+  env = dict(os.environ, SUPERRES_HOME=work_dir)
   for scale in scales:
     pipeline_root = os.path.join(work_dir, f"pipeline_x{scale}")
     serving_dir = os.path.join(work_dir, f"serving_x{scale}")
@@ -296,6 +316,8 @@ def train_and_score(profile: str, scales: Sequence[int], data_dir: str, work_dir
     if hps:
       scored["architecture_source"] = "training.json"
       scored["hyperparameters"] = hps
+    if test_split_of:
+      scored["test_split"] = score_test_split(serving_dir, test_split_of)
     results.append({**entry, **scored})
   return results
 
@@ -313,7 +335,7 @@ def _training_pairs(scale: int, seed: int):
       left = rng.integers(photo.shape[1] - COMPARE_PATCH + 1)
       crops.append(photo[top:top + COMPARE_PATCH, left:left + COMPARE_PATCH])
     hr = tf.constant(np.stack(crops))
-    yield image_ops.degrade(hr, scale), hr
+    yield image_ops.degrade_8bit(hr, scale), hr
 
 
 def _perturb_zero_layers(model, seed: int) -> None:
@@ -395,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "their runs and models (kept); default: a new temporary folder")
   parser.add_argument("--train-data", metavar="DIR",
                       help="training photos for --train-profile; default: the bundled ones")
+  parser.add_argument("--test-split-of", metavar="DIR",
+                      help="also score every model on the photos of DIR in the test split "
+                      "(default with --train-data: that folder)")
   parser.add_argument("--steps", type=int, default=200,
                       help="training steps per network for --compare-upsampling (0: untrained, "
                       "last layer randomised)")
@@ -420,13 +445,17 @@ def main(argv=None) -> int:
       result["models"] = [score_model(path, data_dir, args.architecture, args.width,
                                       args.depth, add_self_ensemble=args.self_ensemble)
                           for path in args.models]
+      if args.test_split_of:
+        for path, model in zip(args.models, result["models"]):
+          model["test_split"] = score_test_split(path, args.test_split_of, args.self_ensemble)
     else:
       work_dir = os.path.abspath(args.work_dir or tempfile.mkdtemp(prefix="superres_bench_"))
       os.makedirs(work_dir, exist_ok=True)
       if args.train_profile:
         result.update(mode="train_profile", profile=args.train_profile, work_dir=work_dir)
         result["models"] = train_and_score(args.train_profile, args.scales, data_dir, work_dir,
-                                           args.train_data)
+                                           args.train_data,
+                                           args.test_split_of or args.train_data)
       else:
         result.update(mode="compare_upsampling", steps=args.steps, work_dir=work_dir)
         result["models"] = compare_upsampling(args.scales, data_dir, work_dir, args.steps)

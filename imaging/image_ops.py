@@ -49,6 +49,12 @@ def degrade(hr: tf.Tensor, scale: int) -> tf.Tensor:
   return resize_bicubic(hr, size)
 
 
+def degrade_8bit(hr: tf.Tensor, scale: int) -> tf.Tensor:
+  """degrade() rounded to 8 bits, back in float: the low-resolution input as Transform
+  stores it and as a photo reaches the server."""
+  return to_float(to_uint8(degrade(hr, scale)))
+
+
 def crop_to_multiple(image: tf.Tensor, scale: int) -> tf.Tensor:
   """Crops the bottom/right edge of [..., H, W, C] so H and W divide by `scale`."""
   shape = tf.shape(image)

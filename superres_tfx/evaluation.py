@@ -1,12 +1,13 @@
 """Measuring a pushed model against the bicubic baseline on a folder of HR photos.
 
-Each high-resolution image is degraded exactly as in training, upscaled by the model
-and by bicubic interpolation, and scored with PSNR/SSIM on Y with `scale` border
+Each high-resolution image is degraded exactly as in training (bicubic downscaling,
+kept in 8 bits as Transform keeps it and as a served photo arrives), upscaled by the
+model and by bicubic interpolation, and scored with PSNR/SSIM on Y with `scale` border
 pixels cropped, as the super-resolution literature reports them. Scores are taken on
 the float outputs clipped to [0, 1], as the pipeline's evaluation does.
 """
 import os
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import numpy as np
 import tensorflow as tf
@@ -31,7 +32,7 @@ def evaluate_image(upscaler: upscaling.Upscaler, hr: np.ndarray) -> dict:
   """PSNR/SSIM of the model and of bicubic on one HR image [H, W, 3] in [0, 1]."""
   s = upscaler.scale
   hr = image_ops.crop_to_multiple(tf.convert_to_tensor(hr, tf.float32), s)
-  lr = image_ops.degrade(hr, s)
+  lr = image_ops.degrade_8bit(hr, s)
   candidates = tf.stack([upscaler.upscale(lr), image_ops.upscale_bicubic(lr, s)])
   references = tf.stack([hr, hr])
   psnr = metrics.psnr_y(references, candidates, crop=s).numpy()
@@ -41,8 +42,9 @@ def evaluate_image(upscaler: upscaling.Upscaler, hr: np.ndarray) -> dict:
 
 
 def evaluate_folder(model_path: Union[str, upscaling.Upscaler], data_dir: str,
-                    scale: Optional[int] = None) -> dict:
-  """Mean PSNR/SSIM of the model and of bicubic over every image under data_dir.
+                    scale: Optional[int] = None, files: Optional[List[str]] = None) -> dict:
+  """Mean PSNR/SSIM of the model and of bicubic over every image under data_dir (or the
+  `files` of it, paths relative to it).
 
   Returns {"psnr_model", "psnr_bicubic", "ssim_model", "ssim_bicubic", "gain_db",
   "images", "scale", "model", "per_image": [...], "skipped": [{"file", "reason"}]}.
@@ -57,7 +59,8 @@ def evaluate_folder(model_path: Union[str, upscaling.Upscaler], data_dir: str,
   upscaler = (model_path if isinstance(model_path, upscaling.Upscaler)
               else upscaling.load_model(model_path))
   upscaling.check_scale(upscaler, scale)
-  files = image_listing.list_image_files(data_dir)
+  if files is None:
+    files = image_listing.list_image_files(data_dir)
 
   min_side = min_image_side(upscaler.scale)
   per_image, skipped = [], []

@@ -180,7 +180,7 @@ def _visuals(upscaler: upscaling.Upscaler, hr: np.ndarray, figure_path: Optional
   """Checkerboard scores of the whole image and, if figure_path, the side-by-side figure."""
   s = upscaler.scale
   hr = image_ops.crop_to_multiple(tf.convert_to_tensor(hr, tf.float32), s)
-  lr = image_ops.degrade(hr, s)
+  lr = image_ops.degrade_8bit(hr, s)
   sr = upscaler.upscale(lr)
   bicubic = image_ops.upscale_bicubic(lr, s).numpy()
   hr, lr = hr.numpy(), lr.numpy()
