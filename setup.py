@@ -12,6 +12,7 @@ PACKAGE_FOLDERS = {
     "superres_tfx.serving": "serving",
     "superres_tfx.inference": "inference",
     "superres_tfx.imaging": "imaging",
+    "superres_tfx.pretrained": "pretrained",
     "superres_tfx.core": "core",
 }
 
@@ -34,7 +35,8 @@ setuptools.setup(
     python_requires=">=3.10,<3.12",
     packages=_packages(),
     package_dir=PACKAGE_FOLDERS,
-    package_data={"": ["*.pbtxt"]},
+    # The shipped models: SavedModels, Keras weights and model cards (pretrained/).
+    package_data={"": ["*.pbtxt"], "superres_tfx.pretrained": ["*/*", "*/*/*", "*/*/*/*"]},
     # Exact versions live in requirements/pipeline.lock (installed as constraints).
     install_requires=[
         "tfx[kfp]==1.16.0",

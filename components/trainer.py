@@ -2,7 +2,6 @@
 exports the serving SavedModel."""
 import json
 import os
-import tempfile
 
 import keras_tuner
 import tensorflow as tf
@@ -11,6 +10,7 @@ from absl import logging
 from tfx import v1 as tfx
 
 from superres_tfx.components import export
+from superres_tfx.components import keras_weights
 from superres_tfx.components import model as model_lib
 from superres_tfx.core import names
 from superres_tfx.components import progress_callback
@@ -25,55 +25,6 @@ def hyperparameters_for(fn_args: tfx.components.FnArgs) -> keras_tuner.HyperPara
   hp = keras_tuner.HyperParameters()
   model_lib.define_search_space(hp, fn_args.custom_config)
   return hp
-
-
-# Beside Format-Serving in the Model artifact: the Keras weights and the settings they
-# belong to, so a later run can warm-start from a blessed model.
-KERAS_DIR = "keras"
-WEIGHTS_FILE = "model.weights.h5"
-SETTINGS_FILE = "settings.json"
-
-
-def _keras_dir(serving_model_dir: str) -> str:
-  return os.path.join(os.path.dirname(serving_model_dir.rstrip("/")), KERAS_DIR)
-
-
-def _settings(hp: keras_tuner.HyperParameters, scale: int) -> dict:
-  return {"architecture": hp.get("architecture"), "width": hp.get("width"),
-          "depth": hp.get("depth"), "scale": scale}
-
-
-def save_keras_weights(model, settings: dict, serving_model_dir: str) -> None:
-  keras_dir = _keras_dir(serving_model_dir)
-  tf.io.gfile.makedirs(keras_dir)
-  local = os.path.join(tempfile.mkdtemp(), WEIGHTS_FILE)
-  model.save_weights(local)
-  tf.io.gfile.copy(local, os.path.join(keras_dir, WEIGHTS_FILE), overwrite=True)
-  with tf.io.gfile.GFile(os.path.join(keras_dir, SETTINGS_FILE), "w") as f:
-    json.dump(settings, f)
-
-
-def warm_start(model, base_model_dir, settings: dict) -> str:
-  """Loads the base model's weights when it has the same architecture and scale.
-
-  Returns what happened, for the log and the training summary.
-  """
-  if not base_model_dir:
-    return "no blessed model yet: trained from scratch"
-  keras_dir = _keras_dir(base_model_dir)
-  settings_path = os.path.join(keras_dir, SETTINGS_FILE)
-  if not tf.io.gfile.exists(settings_path):
-    return f"{base_model_dir} has no Keras weights: trained from scratch"
-  with tf.io.gfile.GFile(settings_path) as f:
-    base_settings = json.load(f)
-  if base_settings != settings:
-    return (f"last blessed model is {base_settings}, this one {settings}: "
-            "trained from scratch")
-  # Keras reads .h5 from local files only: copy it over when it lives in a bucket.
-  local = os.path.join(tempfile.mkdtemp(), WEIGHTS_FILE)
-  tf.io.gfile.copy(os.path.join(keras_dir, WEIGHTS_FILE), local)
-  model.load_weights(local)
-  return f"warm-started from {base_model_dir}"
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -95,9 +46,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   with strategy.scope():
     model = model_lib.build_compiled_model(hp, scale=config["scale"], loss=config["loss"],
                                            decay_steps=epochs * steps_per_epoch)
-    settings = _settings(hp, config["scale"])
-    start = warm_start(model, fn_args.base_model if config.get("warm_start") else None,
-                       settings)
+    settings = keras_weights.settings_of(hp, config["scale"])
+    start = keras_weights.initialise(model, settings, config, fn_args.base_model)
   logging.info("Initialisation: %s", start)
   history = {}
   if train_steps > 0:  # zero steps exports the initial network (bicubic, by construction)
@@ -112,7 +62,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     return  # workers train; only the chief writes the model
   export.export_serving_model(model, config["scale"], fn_args.serving_model_dir,
                               self_ensemble=config["self_ensemble"])
-  save_keras_weights(model, settings, fn_args.serving_model_dir)
+  keras_weights.save(model, settings, fn_args.serving_model_dir)
   tf.io.gfile.makedirs(fn_args.model_run_dir)
   summary = {"hyperparameters": hp.values, "initialisation": start,
              "self_ensemble": config["self_ensemble"],

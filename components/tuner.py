@@ -8,6 +8,7 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
+from superres_tfx.components import keras_weights
 from superres_tfx.components import model as model_lib
 from superres_tfx.components import progress_callback
 from superres_tfx.components import training_data
@@ -20,7 +21,7 @@ TUNER_CLASSES = {
 # What tuner_fn reads of custom_config: the pipeline passes the Tuner these only.
 CONFIG_KEYS = ("scale", "loss", "tuner", "seed", "tuner_trials", "tuner_steps",
                "steps_per_epoch", "patience", "batch_size", "patch_size",
-               "eval_tiles_per_photo") + model_lib.SEARCH_SPACE_KEYS
+               "eval_tiles_per_photo", "init") + model_lib.SEARCH_SPACE_KEYS
 
 
 def _log_printed(method, *args) -> None:
@@ -91,9 +92,14 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   epochs = max(1, config["tuner_steps"] // steps_per_epoch)
 
   def build(trial_hp):
-    return model_lib.build_compiled_model(
+    model = model_lib.build_compiled_model(
         trial_hp, scale=config["scale"], loss=config["loss"],
         decay_steps=epochs * steps_per_epoch)
+    # Each trial starts where the Trainer will (no last blessed model here: a warm
+    # start's trials, like a fresh run's, start from scratch).
+    keras_weights.initialise(model, keras_weights.settings_of(trial_hp, config["scale"]),
+                             {"init": config["init"]})
+    return model
 
   tuner_class = _REPORTING_CLASSES[config["tuner"]]
   tuner = tuner_class(

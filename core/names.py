@@ -39,6 +39,13 @@ FLOAT_SIGNATURE = "upscale"  # lr: float32 [N, H, W, 3] in [0, 1] -> sr: float32
 # copy into place, and TF Serving looks for the same file.
 SAVED_MODEL_FILE = "saved_model.pb"
 
+# Beside a model's SavedModel (the Trainer's Format-Serving, a shipped model's version
+# folder): its Keras weights and the settings they belong to, for warm starts and
+# fine-tuning.
+KERAS_DIR = "keras"
+KERAS_WEIGHTS_FILE = "model.weights.h5"
+KERAS_SETTINGS_FILE = "settings.json"
+
 # Files components write beside their artifacts.
 METRICS_FILE = "metrics.json"  # the Evaluator's scores, in its ModelEvaluation
 TRAINING_SUMMARY_FILE = "training.json"  # the Trainer's hyperparameters, in its ModelRun

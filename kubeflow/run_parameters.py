@@ -26,9 +26,10 @@ CUSTOM_CONFIG = "custom_config"
 TRAIN_ARGS = "train_args"
 PUSH_DESTINATION = "push_destination"
 # The Evaluator's parameters a profile sets (named as the profile's fields).
-EVALUATOR_SETTINGS = ("min_gain_db", "max_regression_db", "eval_tiles_per_photo")
+EVALUATOR_SETTINGS = ("min_gain_db", "max_regression_db", "eval_tiles_per_photo",
+                      "shipped_baseline")
 # Knobs of custom_config that come from the command line, not from the profile.
-RUN_KNOBS = ("strategy", "tuner", "seed", "warm_start")
+RUN_KNOBS = ("strategy", "tuner", "seed", "warm_start", "init")
 
 
 class RunParameterError(errors.SuperresError):

@@ -66,6 +66,9 @@ class Profile:
   # Appended to the model's name: a profile that only checks an install pushes under
   # its own name, never over a production model.
   name_suffix: str = ""
+  # With no blessed model of its name yet, a model is blessed only if it is no worse
+  # than the one shipped for its scale (pretrained/): the model a user already has.
+  shipped_baseline: bool = True
 
   def __post_init__(self):
     # A profile may demand more than the project's gate, never less.
@@ -81,7 +84,8 @@ PROFILES = {
         batch_size=4, train_steps=6,
         tuner_trials=1, tuner_steps=2, steps_per_epoch=3, patience=2,
         architectures=("espcn",), widths=(8,), depths=(1,),
-        learning_rates=(1e-3,), dropouts=(0.0,), min_gain_db=-100.0, name_suffix="-smoke"),
+        learning_rates=(1e-3,), dropouts=(0.0,), min_gain_db=-100.0, name_suffix="-smoke",
+        shipped_baseline=False),
     # About 10-15 minutes on 2 CPU cores, tuning included.
     "default": Profile(
         name="default", hr_size=240, patch_size=48, batch_size=32,
@@ -103,6 +107,13 @@ PROFILES = {
         learning_rates=(1e-3, 5e-4), dropouts=(0.0,), min_gain_db=1.0, self_ensemble=True),
 }
 DEFAULT_PROFILE = "default"
+SHIPPED_PROFILE = "quality"  # what `superres models build` trains the shipped models with
+
+# Where training starts: from scratch, or (`--init pretrained`) from the model shipped
+# for the run's scale, whose network is then fixed: the Tuner searches only these
+# learning rates, and early stopping on the eval split sets how long to fine-tune.
+INITS = ("scratch", "pretrained")
+FINE_TUNE_LEARNING_RATES = (1e-4, 3e-5)
 MODEL_NAME = model_name_for(DEFAULT_SCALE, DEFAULT_PROFILE)  # what a bare `superres run` pushes
 
 DEFAULT_STRATEGY = "mirrored"

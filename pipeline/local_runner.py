@@ -30,6 +30,7 @@ class RunOptions:
   tuner: str = configs.DEFAULT_TUNER
   runner: str = "local"
   warm_start: bool = False
+  init: str = "scratch"  # or "pretrained": start from the shipped model (configs.INITS)
   beam_args: Sequence[str] = ()
   train_steps: Optional[int] = None  # overrides the profile's (0: export the untrained net)
   self_ensemble: Optional[bool] = None  # overrides the profile's
@@ -74,7 +75,7 @@ def build(options: RunOptions) -> tfx.dsl.Pipeline:
       serving_model_dir=options.serving_model_dir,
       custom_config=pipeline_lib.custom_config_for(
           profile, options.scale, options.strategy, options.tuner,
-          warm_start=options.warm_start),
+          warm_start=options.warm_start, init=options.init),
       metadata_connection_config=pipeline_lib.metadata_config(options.pipeline_root),
       beam_pipeline_args=list(configs.DEFAULT_BEAM_ARGS) + list(options.beam_args))
 

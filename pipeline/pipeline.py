@@ -9,6 +9,8 @@ from typing import Dict, List, Mapping, Optional
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
+from superres_tfx import pretrained
+from superres_tfx.core import errors
 from superres_tfx.core import names
 from superres_tfx.components import preprocessing
 from superres_tfx.components import tuner as tuner_module
@@ -94,7 +96,8 @@ def create_pipeline(
         model=trainer.outputs["model"], baseline_model=model_resolver.outputs["model"],
         scale=custom_config["scale"], min_gain_db=custom_config["min_gain_db"],
         max_regression_db=custom_config["max_regression_db"],
-        eval_tiles_per_photo=custom_config["eval_tiles_per_photo"])
+        eval_tiles_per_photo=custom_config["eval_tiles_per_photo"],
+        shipped_baseline=int(custom_config["shipped_baseline"]))
 
     # The blessed model must load and answer in the serving runtime before it is pushed.
     infra_validator = InfraValidator(
@@ -157,14 +160,36 @@ def _attach_run_parameters(run_parameters, consumers) -> None:
 
 
 def custom_config_for(profile: configs.Profile, scale: int, strategy: str = "mirrored",
-                      tuner: str = "bayesian", seed: int = 0, warm_start: bool = False) -> Dict:
-  """The plain-value configuration every module function receives."""
+                      tuner: str = "bayesian", seed: int = 0, warm_start: bool = False,
+                      init: str = "scratch") -> Dict:
+  """The plain-value configuration every module function receives.
+
+  With init "pretrained" the network is the shipped model's of `scale` (the Trainer
+  starts from its weights) and only the fine-tuning learning rates are searched.
+  """
   if scale not in configs.SCALES:
     raise ValueError(f"scale must be one of {configs.SCALES}, not {scale}.")
+  if init not in configs.INITS:
+    raise ValueError(f"init must be one of {configs.INITS}, not {init!r}.")
   config = {key: (list(value) if isinstance(value, tuple) else value)
             for key, value in profile.__dict__.items()}
-  config.update(scale=scale, strategy=strategy, tuner=tuner, seed=seed, warm_start=warm_start)
+  config.update(scale=scale, strategy=strategy, tuner=tuner, seed=seed, warm_start=warm_start,
+                init=init)
+  if init == "pretrained":
+    shipped = pretrained.settings(scale)
+    if shipped is None:
+      raise NoShippedModelError(
+          f"no model is shipped for x{scale} (pretrained/ holds x"
+          f"{', x'.join(map(str, pretrained.scales())) or ' none'}): train from scratch, "
+          "without --init pretrained")
+    config.update(architectures=[shipped["architecture"]], widths=[shipped["width"]],
+                  depths=[shipped["depth"]], dropouts=[0.0],
+                  learning_rates=list(configs.FINE_TUNE_LEARNING_RATES))
   return config
+
+
+class NoShippedModelError(errors.SuperresError):
+  """`--init pretrained` at a scale no model is shipped for."""
 
 
 def bound_input_batches() -> None:

@@ -10,6 +10,7 @@ into it, from the top layer down (README, "Layout"):
   superres_tfx.serving    the model server, its launcher and client
   superres_tfx.inference  running an exported model on photos of any size
   superres_tfx.imaging    image decoding and image operations
+  superres_tfx.pretrained the shipped models, one per scale, and finding them
   superres_tfx.core       names, folders and error types (no TensorFlow)
 
 A module imports only from its own layer or the ones below (tests/test_layers.py).

@@ -81,9 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--strategy", default=configs.DEFAULT_STRATEGY, choices=configs.STRATEGIES)
   run.add_argument("--tuner", default=configs.DEFAULT_TUNER, choices=configs.TUNERS)
   run.add_argument("--runner", default="local", choices=("local", "beam"))
-  run.add_argument("--warm-start", action="store_true",
-                   help="start training from the last blessed model of the same "
-                   "architecture and scale")
+  start = run.add_mutually_exclusive_group()
+  start.add_argument("--warm-start", action="store_true",
+                     help="start training from the last blessed model of the same "
+                     "architecture and scale")
+  start.add_argument("--init", choices=configs.INITS, default=configs.INITS[0],
+                     help="pretrained: fine-tune the model shipped for the scale (its "
+                     "network; the Tuner searches only the learning rate); default: "
+                     "%(default)s")
   run.add_argument("--train-steps", type=_steps, metavar="N",
                    help="training steps, overriding the profile's (0 exports the untrained "
                    "network: a way to see the regression gate refuse a worse model)")
@@ -101,13 +106,36 @@ def build_parser() -> argparse.ArgumentParser:
   source = upscale.add_mutually_exclusive_group()
   source.add_argument("--model", help="a pushed SavedModel version, a model's serving folder, "
                       "or a serving directory (default: the newest superres-x<scale> pushed "
-                      "to the default serving directory)")
+                      "to the default serving directory, else the one shipped with "
+                      "superres-tfx)")
   source.add_argument("--server", help="a model server's REST URL, e.g. http://127.0.0.1:8501")
   source.add_argument("--grpc", help="a model server's gRPC address, e.g. 127.0.0.1:8500")
   upscale.add_argument("--name", type=_model_name,
                        help="model name on the server (with --server/--grpc; default: "
                        "superres-x<scale>)")
   upscale.add_argument("--scale", type=_scale)
+  upscale.add_argument("--self-ensemble", action="store_true",
+                       help="average the model's output over the 8 flips/rotations of the "
+                       "photo (a model exported without it): 8x slower, a little sharper")
+
+  models = commands.add_parser("models", help="the models shipped with superres-tfx")
+  models_commands = models.add_subparsers(dest="models_command", required=True,
+                                          metavar="{list,install,build}", parser_class=_Parser)
+  models_commands.add_parser("list", help="each shipped model: scale, network, scores")
+  install = models_commands.add_parser(
+      "install", help="copy the shipped models into a serving directory as version 1 of "
+      "each model that has no version there yet, so `superres serve` answers at once")
+  install.add_argument("--serving-dir", default=home.SERVING_DIR)
+  build = models_commands.add_parser(
+      "build", help="train the shipped models again with this pipeline and write them, "
+      "with their model cards, into the checkout's pretrained/ folder")
+  build.add_argument("--data", required=True,
+                     help="the photos to train on (e.g. ~/.superres/data/corpus)")
+  build.add_argument("--scales", type=_scale, nargs="+", default=list(configs.SCALES))
+  build.add_argument("--profile", default=configs.SHIPPED_PROFILE, choices=sorted(configs.PROFILES))
+  build.add_argument("--work", default=os.path.join(home.HOME, "model-zoo"),
+                     help="where the training runs keep their pipeline root (default: "
+                     "%(default)s)")
 
   serve = commands.add_parser(
       "serve", help="serve pushed models over TF Serving's REST and gRPC APIs")
@@ -195,7 +223,8 @@ def _run(args) -> int:
       data_root=args.data, pipeline_root=os.path.abspath(args.pipeline_root),
       serving_dir=os.path.abspath(args.serving_dir), profile=args.profile, scale=args.scale,
       strategy=args.strategy, tuner=args.tuner, runner=args.runner,
-      warm_start=args.warm_start, beam_args=args.beam_args, train_steps=args.train_steps,
+      warm_start=args.warm_start, init=args.init, beam_args=args.beam_args,
+      train_steps=args.train_steps,
       self_ensemble=args.self_ensemble, model_name=args.model_name)
   print(f"Model: {options.model_name}, pushed to {options.serving_model_dir}", flush=True)
   summary = local_runner.run(options)
@@ -235,10 +264,31 @@ def _upscale(args) -> int:
   if args.server or args.grpc:
     return _upscale_remotely(args)
   from superres_tfx.inference import upscaling  # pylint: disable=import-outside-toplevel
-  upscaler = upscaling.load_model(args.model or home.SERVING_DIR, scale=args.scale)
+  if args.model is None:
+    version_dir, description = _default_model(args.scale)
+  else:
+    version_dir = description = upscaling.resolve_model_dir(args.model, args.scale)
+  upscaler = upscaling.Upscaler(version_dir, args.self_ensemble)
   height, width = upscaling.upscale_file(args.input, args.output, upscaler, scale=args.scale)
-  print(f"Wrote {_shown(args.output)} ({width}x{height}) with {upscaler.version_dir}")
+  print(f"Wrote {_shown(args.output)} ({width}x{height}) with {description}")
   return 0
+
+
+def _default_model(scale: Optional[int]):
+  """(version dir, how to name it): the newest pushed model of the scale, else the
+  shipped one."""
+  from superres_tfx import pretrained  # pylint: disable=import-outside-toplevel
+  from superres_tfx.inference import upscaling  # pylint: disable=import-outside-toplevel
+  try:
+    version_dir = upscaling.resolve_model_dir(home.SERVING_DIR, scale)
+    return version_dir, version_dir
+  except upscaling.ModelNotFoundError:
+    shipped = pretrained.version_dir(scale or names.DEFAULT_SCALE)
+    if shipped is None:
+      raise
+    return shipped, (f"the shipped {names.model_name(scale or names.DEFAULT_SCALE)} "
+                     f"(nothing pushed to {home.SERVING_DIR} yet; `superres run` trains "
+                     "your own)")
 
 
 def _check_input_image(path: str) -> None:
@@ -391,9 +441,22 @@ def _fetch_div2k(out: str) -> int:
   return 0
 
 
+def _models(args) -> int:
+  from superres_tfx import model_zoo  # pylint: disable=import-outside-toplevel
+  if args.models_command == "list":
+    print(model_zoo.describe())
+  elif args.models_command == "install":
+    for line in model_zoo.install(args.serving_dir):
+      print(line)
+  else:
+    for line in model_zoo.build(args.data, args.scales, args.profile, args.work):
+      print(line, flush=True)
+  return 0
+
+
 COMMANDS = {"run": _run, "upscale": _upscale, "evaluate": _evaluate, "report": _report,
             "serve": _serve, "compile": _compile, "runs": _runs, "lineage": _lineage,
-            "data": _data}
+            "data": _data, "models": _models}
 
 
 def main(argv=None) -> int:

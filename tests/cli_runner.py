@@ -1,6 +1,7 @@
 """Helpers for the end-to-end tests: run the real CLI, make small copies of real photos,
 fingerprint a folder."""
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -9,12 +10,34 @@ from PIL import Image
 
 from superres_tfx import bundled_data
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def superres_cli(args, home):
   """Runs `python -m superres_tfx.cli ARGS` with SUPERRES_HOME=home, output captured."""
   env = dict(os.environ, SUPERRES_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run([sys.executable, "-m", "superres_tfx.cli", *args], capture_output=True,
                         text=True, env=env, timeout=1500, check=False)
+
+
+# `superres ARGS` with a profile "gate" added to the profiles: the smoke profile with
+# argv[1]'s changes (JSON).
+CLI_WITH_GATE_PROFILE = """
+import dataclasses, json, sys
+from superres_tfx.pipeline import configs
+configs.PROFILES["gate"] = dataclasses.replace(configs.PROFILES["smoke"], **json.loads(sys.argv[1]))
+from superres_tfx import cli
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def superres_cli_with_gate_profile(changes: dict, args, home):
+  """Runs `superres ARGS` where `--profile gate` is the smoke profile with `changes`
+  (e.g. the default profile's regression tolerance, longer epochs)."""
+  env = dict(os.environ, SUPERRES_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run(
+      [sys.executable, "-c", CLI_WITH_GATE_PROFILE, json.dumps({"name": "gate", **changes}),
+       *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500, check=False)
 
 
 def write_small_photos(folder, side, paths=None):

@@ -4,7 +4,6 @@ The executor runs for real (in-process Beam) on a nested folder of good and
 broken files made with Pillow; its gzipped TFRecords and quarantine report are
 read back and checked.
 """
-import hashlib
 import json
 import os
 
@@ -23,6 +22,7 @@ from benchmarks import ingestion
 from superres_tfx.components import features
 from superres_tfx.imaging import image_decoding
 from superres_tfx.components import image_listing
+from superres_tfx.components import splits
 from superres_tfx.components.image_example_gen import component
 from superres_tfx.components.image_example_gen import executor
 
@@ -54,19 +54,10 @@ def output_config_of(gen: component.ImageExampleGen) -> example_gen_pb2.Output:
   return output
 
 
-SPLITS = [name for name, _ in component.SPLIT_BUCKETS]
-
-
-def expected_split(relative_path: str) -> str:
-  """TFX's hash partition on the FILENAME feature: buckets [0, 8) train, 8 eval, 9 test."""
-  feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[relative_path.encode()]))
-  digest = hashlib.sha256(feature.SerializeToString(deterministic=True)).hexdigest()
-  bucket = int(digest, 16) % sum(buckets for _, buckets in component.SPLIT_BUCKETS)
-  for name, buckets in component.SPLIT_BUCKETS:
-    if bucket < buckets:
-      return name
-    bucket -= buckets
-  raise AssertionError("unreachable")
+SPLITS = [name for name, _ in splits.SPLIT_BUCKETS]
+# What ImageExampleGen does (tested below against what it wrote), as the model cards and
+# benchmarks use it to find a folder's test photos.
+expected_split = splits.split_of
 
 
 def _all(splits):

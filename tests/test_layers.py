@@ -23,11 +23,12 @@ LAYERS = (
     f"{NAMESPACE}.serving",
     f"{NAMESPACE}.inference",
     f"{NAMESPACE}.imaging",
+    f"{NAMESPACE}.pretrained",  # the shipped models, and finding them
     f"{NAMESPACE}.core",
 )
 # The folders' names, as importable before the namespace: none may be importable now.
 OLD_TOP_LEVEL = ("pipeline", "components", "serving", "kubeflow", "superres", "core",
-                 "imaging", "inference")
+                 "imaging", "inference", "pretrained")
 
 
 def _package_folder(package: str) -> str:
@@ -153,7 +154,7 @@ def test_code_uses_the_namespace_only():
   """No source of the project, its tests or benchmarks imports a folder by its bare name."""
   offenders = []
   for folder in ("superres_tfx", "kubeflow", "pipeline", "components", "serving", "inference",
-                 "imaging", "core", "tests", "benchmarks"):
+                 "imaging", "pretrained", "core", "tests", "benchmarks"):
     for directory, _, files in os.walk(os.path.join(ROOT, folder)):
       for name in files:
         if name.endswith(".py"):

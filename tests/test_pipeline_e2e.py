@@ -168,5 +168,6 @@ def test_warm_start_begins_from_the_last_blessed_model(runs, photo_dir):
   summaries = sorted((home / "root" / "Trainer" / "model_run").glob("*/training.json"),
                      key=lambda path: int(path.parent.name))
   assert len(summaries) == 2  # the first run's Trainer and this one
-  assert json.loads(summaries[-1].read_text())["initialisation"].startswith("warm-started from")
-  assert json.loads(summaries[0].read_text())["initialisation"].startswith("no blessed model")
+  assert json.loads(summaries[-1].read_text())["initialisation"].startswith(
+      "started from the last blessed model")
+  assert json.loads(summaries[0].read_text())["initialisation"] == "trained from scratch"

@@ -10,10 +10,7 @@ clearly. The worse model is the untrained network (`--train-steps 0`), which is
 exactly bicubic.
 """
 import dataclasses
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -21,35 +18,22 @@ from superres_tfx.pipeline import configs
 from superres_tfx.pipeline import lineage
 from superres_tfx.pipeline import pipeline as pipeline_lib
 from superres_tfx.pipeline import run_summary
-from tests.cli_runner import superres_cli, tree_digests, write_small_photos
+from tests.cli_runner import superres_cli, superres_cli_with_gate_profile, tree_digests
+from tests.cli_runner import write_small_photos
 
 pytestmark = pytest.mark.e2e
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTO_SIDE = 96
 GOOD_STEPS = 300  # about +0.3 dB over bicubic on these photos
 GATE = dataclasses.replace(configs.PROFILES["smoke"], name="gate", steps_per_epoch=100,
                            name_suffix="")
 X3_STEPS = 60  # a first x3 model: nothing to regress against, only bicubic's gate
 
-# `superres ARGS` with the "gate" profile added to the profiles (argv[1]: its JSON).
-CLI_WITH_GATE_PROFILE = """
-import dataclasses, json, sys
-from superres_tfx.pipeline import configs
-configs.PROFILES["gate"] = dataclasses.replace(configs.PROFILES["smoke"], **json.loads(sys.argv[1]))
-from superres_tfx import cli
-sys.exit(cli.main(sys.argv[2:]))
-"""
-
-
 def _gate_run(home, photos, *extra):
-  changes = {field: getattr(GATE, field) for field in ("name", "steps_per_epoch", "name_suffix")}
+  changes = {field: getattr(GATE, field) for field in ("steps_per_epoch", "name_suffix")}
   args = ["run", "--profile", "gate", "--data", str(photos), "--pipeline-root",
           str(home / "root"), "--serving-dir", str(home / "serving"), *extra]
-  env = dict(os.environ, SUPERRES_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2")
-  result = subprocess.run(
-      [sys.executable, "-c", CLI_WITH_GATE_PROFILE, json.dumps(changes), *args], cwd=ROOT,
-      env=env, capture_output=True, text=True, timeout=1500, check=False)
+  result = superres_cli_with_gate_profile(changes, args, home)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   return result, run_summary.latest_run(pipeline_lib.metadata_config(str(home / "root")))
 

@@ -25,6 +25,7 @@ from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEv
 from tfx.types.standard_artifacts import TransformGraph
 from tfx.utils import path_utils
 
+from superres_tfx import pretrained
 from superres_tfx.components import splits
 from superres_tfx.components import training_data
 from superres_tfx.components.evaluator import gate
@@ -64,6 +65,7 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
     min_gain_db: Param[float],
     max_regression_db: Param[float],
     eval_tiles_per_photo: Param[int],
+    shipped_baseline: Param[int] = 0,  # 1: no last blessed model? the shipped one is it
     baseline_model: Input[Model] = None,  # the last blessed model, if any
 ) -> None:
   transform_output = tft.TFTransformOutput(transform_graph.uri)
@@ -87,8 +89,13 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
       # still resolve one of another scale, which cannot be compared.
       logging.warning("Baseline %s upscales x%d, not x%d: not compared.", baseline_model.uri,
                       baseline_scale, scale)
+  baseline_name = gate.LAST_BLESSED
+  if baseline_model is None and shipped_baseline and pretrained.version_dir(scale):
+    # The first model of a name must be no worse than the one the user already has.
+    baseline = score(scoring.load_upscaler(pretrained.version_dir(scale)))
+    baseline_name = gate.SHIPPED
   blessed, reason = gate.blessing_verdict(candidate, baseline, min_gain_db,
-                                          max_regression_db)
+                                          max_regression_db, baseline_name)
   if split != splits.TEST:
     reason = (f"{reason}; scored on the {split} split, which also chose the model: the "
               f"folder gave no {splits.TEST} images")
@@ -98,7 +105,8 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
             "psnr_model": candidate.psnr_model, "ssim_model": candidate.ssim_model,
             "psnr_bicubic": candidate.psnr_bicubic, "ssim_bicubic": candidate.ssim_bicubic,
             "gain_db": candidate.gain_db, "blessed": blessed, "reason": reason,
-            "baseline_psnr_model": None if baseline is None else baseline.psnr_model}
+            "baseline_psnr_model": None if baseline is None else baseline.psnr_model,
+            "baseline": None if baseline is None else baseline_name}
   with tf.io.gfile.GFile(os.path.join(evaluation.uri, names.METRICS_FILE), "w") as f:
     json.dump(result, f, indent=1)
   for key in ("psnr_model", "ssim_model", "psnr_bicubic", "ssim_bicubic", "gain_db"):

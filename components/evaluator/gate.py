@@ -26,16 +26,22 @@ class Scores:
     return self.psnr_model - self.psnr_bicubic
 
 
+LAST_BLESSED = "the last blessed model"
+SHIPPED = "the shipped model"
+
+
 def blessing_verdict(candidate: Scores, baseline: Optional[Scores], min_gain_db: float,
-                     max_regression_db: float) -> Tuple[bool, str]:
-  """Blessed only when the model beats bicubic by the margin and does not regress."""
+                     max_regression_db: float,
+                     baseline_name: str = LAST_BLESSED) -> Tuple[bool, str]:
+  """Blessed only when the model beats bicubic by the margin and does not regress
+  against the baseline (the last blessed model of its name, or the shipped one)."""
   if candidate.gain_db < min_gain_db:
     return False, (f"gain over bicubic {candidate.gain_db:+.2f} dB is below the required "
                    f"{min_gain_db:+.2f} dB")
   if baseline is not None and candidate.psnr_model < baseline.psnr_model - max_regression_db:
-    return False, (f"PSNR {candidate.psnr_model:.2f} dB regresses against the last blessed "
-                   f"model's {baseline.psnr_model:.2f} dB (tolerance {max_regression_db} dB)")
+    return False, (f"PSNR {candidate.psnr_model:.2f} dB regresses against {baseline_name}'s "
+                   f"{baseline.psnr_model:.2f} dB (tolerance {max_regression_db} dB)")
   against = "; no model blessed under this name before" if baseline is None else (
-      f"; last blessed model {baseline.psnr_model:.2f} dB")
+      f"; {baseline_name.removeprefix('the ')} {baseline.psnr_model:.2f} dB")
   return True, (f"gain over bicubic {candidate.gain_db:+.2f} dB (required "
                 f"{min_gain_db:+.2f} dB){against}")

@@ -16,12 +16,10 @@ from superres_tfx.components import image_listing
 from superres_tfx.components import splits
 from superres_tfx.components.image_example_gen import executor
 
-# Hash buckets of each split: 80 / 10 / 10 by the hash of the file's relative path.
-SPLIT_BUCKETS = ((splits.TRAIN, 8), (splits.EVAL, 1), (splits.TEST, 1))
 
 
 def default_output_config() -> example_gen_pb2.Output:
-  """Train, eval and test by a hash of each file's relative path (SPLIT_BUCKETS).
+  """Train, eval and test by a hash of each file's relative path (splits.SPLIT_BUCKETS).
 
   The split of an image depends on its path only, so adding images to the
   folder never moves the ones already there to another split. With few images a
@@ -29,7 +27,7 @@ def default_output_config() -> example_gen_pb2.Output:
   """
   return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
       splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
-              for name, buckets in SPLIT_BUCKETS],
+              for name, buckets in splits.SPLIT_BUCKETS],
       partition_feature_name=features.FILENAME))
 
 
@@ -65,7 +63,7 @@ class ImageExampleGen(component.FileBasedExampleGen):
   """Ingests a folder tree (local or gs://) of JPEG, PNG, BMP, GIF, WebP and TIFF files.
 
   Writes one tf.Example per readable image (see components/features.py) into
-  train, eval and test splits, 8:1:1 by default (SPLIT_BUCKETS), chosen by a hash
+  train, eval and test splits, 8:1:1 by default (splits.SPLIT_BUCKETS), chosen by a hash
   of the file's path relative to `input_base`. Unusable files are quarantined
   and listed with their reasons in `quarantine.json` in the Examples artifact
   (see executor.py).
