@@ -22,7 +22,7 @@ from superres_tfx.core import names
 # does not continue into the models it was compared with.
 BASELINE_INPUT_KEY = "baseline_model"
 # Outputs shown next to the artifacts they sit beside, not only ancestors.
-SIBLING_TYPES = ("ModelEvaluation",)
+SIBLING_TYPES = ("ModelEvaluation", "ModelRun")  # outputs beside the one walked through
 FOLDER_TYPE = "(image folder)"
 
 _INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)

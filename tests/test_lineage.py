@@ -15,7 +15,8 @@ pytestmark = pytest.mark.e2e
 
 PHOTO_SIDE = 96
 CHAIN = ["Pusher.pushed_model", "InfraValidator.blessing", "SuperResolutionEvaluator.blessing",
-         "SuperResolutionEvaluator.evaluation", "Trainer.model", "Tuner.best_hyperparameters",
+         "SuperResolutionEvaluator.evaluation", "Trainer.model", "Trainer.model_run",
+         "Tuner.best_hyperparameters",
          "Transform.transform_graph", "Transform.transformed_examples",
          "ExampleValidator.anomalies", "StatisticsGen.statistics", "ImportSchemaGen.schema",
          "ImageExampleGen.examples", "data"]
