@@ -28,4 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser, scale_type: Callable = int,
                       help="default of scale")
   parser.add_argument("--train-steps", type=steps_type, metavar="N",
                       help="default of train_steps (default: the profile's)")
+  parser.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
+                      help="a Beam pipeline option of ExampleGen, StatisticsGen and Transform, "
+                      "repeatable, e.g. --beam-arg=--runner=DataflowRunner (see the README's "
+                      "'Data that outgrow one machine')")
   return parser

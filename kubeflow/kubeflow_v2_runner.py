@@ -14,7 +14,7 @@ starts through kubeflow/run_executor.py, which applies them (run_parameters.py).
 import argparse
 import dataclasses
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 from tfx import v1 as tfx
 
@@ -51,7 +51,7 @@ def compile_pipeline(output_path: str, profile: str = configs.DEFAULT_PROFILE,
                      pipeline_root: str = configs.KUBEFLOW_PIPELINE_ROOT,
                      data_root: str = configs.KUBEFLOW_DATA_ROOT,
                      serving_dir: str = configs.KUBEFLOW_SERVING_DIR,
-                     train_steps: Optional[int] = None) -> str:
+                     train_steps: Optional[int] = None, beam_args: Sequence[str] = ()) -> str:
   """Writes the PipelineJob JSON; the arguments named like run parameters set their defaults."""
   defaults = parameter_defaults(profile, scale, train_steps, data_root, serving_dir)
   parameters = {name: tfx.dsl.experimental.RuntimeParameter(
@@ -67,7 +67,7 @@ def compile_pipeline(output_path: str, profile: str = configs.DEFAULT_PROFILE,
       schema_path=os.path.join(configs.CONTAINER_SOURCE_DIR, "schemas", "schema.pbtxt"),
       serving_model_dir=os.path.join(serving_dir, configs.model_name_for(scale, profile)),
       custom_config=pipeline_lib.custom_config_for(profile_config, scale),
-      beam_pipeline_args=list(configs.DEFAULT_BEAM_ARGS),
+      beam_pipeline_args=list(configs.DEFAULT_BEAM_ARGS) + list(beam_args),
       run_parameters=parameters)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
@@ -85,7 +85,7 @@ def main(argv=None) -> None:
   parser.add_argument("output", metavar="OUT.json")
   args = compile_options.add_arguments(parser).parse_args(argv)
   print(compile_pipeline(args.output, args.profile, args.scale, args.image, args.pipeline_root,
-                         args.data_root, args.serving_dir, args.train_steps))
+                         args.data_root, args.serving_dir, args.train_steps, args.beam_args))
 
 
 if __name__ == "__main__":

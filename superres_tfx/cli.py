@@ -353,7 +353,7 @@ def _compile(args) -> int:
   out = kubeflow_v2_runner.compile_pipeline(
       args.kubeflow, profile=args.profile, scale=args.scale, image=args.image,
       pipeline_root=args.pipeline_root, data_root=args.data_root,
-      serving_dir=args.serving_dir, train_steps=args.train_steps)
+      serving_dir=args.serving_dir, train_steps=args.train_steps, beam_args=args.beam_args)
   seconds = time.perf_counter() - start
   defaults = kubeflow_v2_runner.parameter_defaults(args.profile, args.scale, args.train_steps,
                                                    args.data_root, args.serving_dir)

@@ -120,9 +120,17 @@ def training_data(data_dir: str) -> Dict:
   by `superres data fetch` (its manifest: package, version, licence)."""
   from superres_tfx.components import image_listing  # pylint: disable=import-outside-toplevel
   from superres_tfx.components import splits  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
   files = image_listing.list_image_files(data_dir)
+  pixels = 0
+  for name in files:
+    try:
+      with Image.open(os.path.join(data_dir, name)) as image:
+        pixels += image.width * image.height
+    except (OSError, ValueError):  # quarantined by the pipeline; not counted
+      continue
   described = {"folder": os.path.abspath(data_dir), "photos": len(files),
-               "photos_per_split": {}}
+               "megapixels": round(pixels / 1e6, 1), "photos_per_split": {}}
   for name in files:
     split = splits.split_of(name)
     described["photos_per_split"][split] = described["photos_per_split"].get(split, 0) + 1
@@ -140,7 +148,6 @@ def training_data(data_dir: str) -> Dict:
       source["megapixels"] += entry.get("width", 0) * entry.get("height", 0) / 1e6
     described["sources"] = [dict(source, megapixels=round(source["megapixels"], 1))
                             for source in sources.values()]
-    described["megapixels"] = round(sum(s["megapixels"] for s in described["sources"]), 1)
   return described
 
 
@@ -225,7 +232,8 @@ def write_card(scale: int, trained: _Trained, profile: str, data_dir: str) -> Di
 def _score_row(label: str, scores: Optional[Dict]) -> str:
   if not scores:
     return f"| {label} | - | - | - | - | - |"
-  return (f"| {label} ({scores['images']} photos) | {scores['psnr_model']:.2f} | "
+  photos = f"{scores['images']} photo" + ("s" if scores["images"] != 1 else "")
+  return (f"| {label} ({photos}) | {scores['psnr_model']:.2f} | "
           f"{scores['psnr_bicubic']:.2f} | **{scores['gain_db']:+.2f}** | "
           f"{scores['ssim_model']:.4f} | {scores['ssim_bicubic']:.4f} |")
 
@@ -251,7 +259,7 @@ def card_markdown(card: Dict) -> str:
            f"`{json.dumps(training['hyperparameters'], sort_keys=True)}`, "
            f"{training['epochs_run']} epochs ({training['initialisation']}).",
            f"- Data: {data['photos']} photos in `{data['folder']}` "
-           f"({data.get('megapixels', '?')} MP; per split "
+           f"({data['megapixels']} MP; per split "
            f"{json.dumps(data['photos_per_split'], sort_keys=True)}).", ""]
   if data.get("sources"):
     lines += ["| source | version | photos | megapixels | licence |",

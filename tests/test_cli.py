@@ -78,11 +78,13 @@ def test_superres_errors_are_one_line_others_keep_their_traceback(monkeypatch, c
     cli.main(["runs"])
 
 
-def test_upscale_without_a_model_in_an_empty_home_says_what_to_do(tmp_path, capsys, monkeypatch):
+def test_upscale_with_no_model_pushed_or_shipped_says_what_to_do(tmp_path, capsys, monkeypatch):
   photo = tmp_path / "in.png"
   from PIL import Image  # pylint: disable=import-outside-toplevel
+  from superres_tfx import pretrained  # pylint: disable=import-outside-toplevel
   Image.new("RGB", (8, 8)).save(photo)
   monkeypatch.setattr(cli.home, "SERVING_DIR", str(tmp_path / "serving"))
+  monkeypatch.setattr(pretrained, "ROOT", str(tmp_path / "nothing-shipped"))
   (tmp_path / "serving").mkdir()
   assert cli.main(["upscale", str(photo), str(tmp_path / "out.png"), "--scale", "3"]) == cli.FAILURE
   err = capsys.readouterr().err

@@ -340,3 +340,14 @@ def test_compiled_job_loads_in_the_vertex_and_kfp_clients_with_run_parameters(sm
   assert submit.parameter_values(smoke_job) == {
       "data_root": "gs://bucket/images", "profile": "smoke", "scale": 3, "train_steps": 7,
       "serving_dir": "gs://bucket/serving"}
+
+
+def test_beam_options_reach_every_beam_component(tmp_path):
+  """`--beam-arg` sends ExampleGen, StatisticsGen and Transform to another runner."""
+  out = tmp_path / "superres.json"
+  kubeflow_v2_runner.compile_pipeline(
+      str(out), beam_args=["--runner=DataflowRunner", "--project=my-project"])
+  executors = _load(out)["pipelineSpec"]["deploymentSpec"]["executors"]
+  for component in ("ImageExampleGen", "StatisticsGen", "Transform"):
+    args = executors[f"{component}_executor"]["container"]["args"]
+    assert args[-2:] == ["--runner=DataflowRunner", "--project=my-project"], component
