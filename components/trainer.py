@@ -37,8 +37,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   train = training_data.train_dataset(fn_args.train_files, transform_output,
                                       config["batch_size"], config["patch_size"],
                                       config["scale"])
-  val = training_data.eval_dataset(fn_args.eval_files, transform_output,
-                                   training_data.EVAL_BATCH_SIZE, config["eval_tiles_per_photo"])
+  val_files = training_data.validation_files(fn_args.train_files, fn_args.eval_files)
+  val = training_data.eval_dataset(val_files, transform_output, training_data.EVAL_BATCH_SIZE,
+                                   config["eval_tiles_per_photo"])
   # From custom_config, the source of train_args too: TFX reads TrainArgs(num_steps=0) as None.
   train_steps = config["train_steps"]
   steps_per_epoch = max(1, min(config["steps_per_epoch"], train_steps))

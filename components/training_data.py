@@ -28,11 +28,35 @@ PATCHES_PER_TILE = 8
 EVAL_BATCH_SIZE = 4  # whole tiles per validation batch
 
 
+def _files(file_pattern):
+  return tf.io.gfile.glob(file_pattern) if isinstance(file_pattern, str) else [
+      f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
+
+
+def has_records(file_pattern) -> bool:
+  """Whether the transformed files hold at least one photo."""
+  files = _files(file_pattern)
+  return bool(files) and any(
+      True for _ in tf.data.TFRecordDataset(files, compression_type="GZIP").take(1))
+
+
+def validation_files(train_files, eval_files):
+  """The eval split's files, or the train split's when a folder too small gave no eval
+  photo (validation then says little: the network trains on those photos too)."""
+  if has_records(eval_files):
+    return eval_files
+  if not has_records(train_files):
+    raise errors.SuperresError(
+        "No training photos: every photo of the folder went to the eval or test split "
+        "(about one in ten goes to each, by a hash of its path). Add photos; 20 or more "
+        "give every split some.")
+  return train_files
+
+
 def _photos(file_pattern, tf_transform_output: tft.TFTransformOutput,
             shuffle: bool = False) -> tf.data.Dataset:
   """Transformed examples (one per photo) as parsed dicts."""
-  files = tf.io.gfile.glob(file_pattern) if isinstance(file_pattern, str) else [
-      f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
+  files = _files(file_pattern)
   if not files:
     raise errors.SuperresError(f"No transformed examples match {file_pattern}.")
   spec = tf_transform_output.transformed_feature_spec()

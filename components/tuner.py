@@ -112,8 +112,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   train = training_data.train_dataset(
       fn_args.train_files, transform_output, config["batch_size"], config["patch_size"],
       config["scale"])
-  val = training_data.eval_dataset(fn_args.eval_files, transform_output,
-                                   training_data.EVAL_BATCH_SIZE, config["eval_tiles_per_photo"])
+  val_files = training_data.validation_files(fn_args.train_files, fn_args.eval_files)
+  val = training_data.eval_dataset(val_files, transform_output, training_data.EVAL_BATCH_SIZE,
+                                   config["eval_tiles_per_photo"])
   return tfx.components.TunerFnResult(
       tuner=tuner,
       fit_kwargs={

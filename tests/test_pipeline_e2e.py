@@ -171,3 +171,17 @@ def test_warm_start_begins_from_the_last_blessed_model(runs, photo_dir):
   assert json.loads(summaries[-1].read_text())["initialisation"].startswith(
       "started from the last blessed model")
   assert json.loads(summaries[0].read_text())["initialisation"] == "trained from scratch"
+
+
+def test_a_folder_of_two_photos_still_trains_and_says_what_it_scored(tmp_path):
+  """Both photos hash into train: validation and the Evaluator fall back to it, saying so."""
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  write_small_photos(folder, PHOTO_SIDE, [path for path in bundled_data.training_photo_paths()
+                                          if os.path.basename(path).startswith(("astro", "chel"))])
+  assert [splits.split_of(name) for name in sorted(os.listdir(folder))] == ["train"] * 2
+  home = tmp_path / "home"
+  result = superres_cli(["run", "--profile", "smoke", "--data", str(folder)], home)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert "tiles of the train split" in result.stdout
+  assert "scored on the train split, which it was trained on" in result.stdout

@@ -10,7 +10,8 @@ unchanged.
 
 It scores the test split, which neither the Tuner nor the Trainer's early stopping ever
 saw, so the number that decides a push was not used to choose the model. A folder too
-small to give test images is scored on the eval split instead, and the verdict says so.
+small to give test photos is scored on the eval split instead (or, with no eval photo
+either, on the train split), and the verdict says so.
 """
 import json
 import os
@@ -50,8 +51,9 @@ def _score(upscale, examples, transform_output, scale: int, split: str,
 
 
 def scored_split(examples) -> str:
-  """The test split, or the eval split when the folder gave no test images."""
-  return splits.first_with_examples(examples, (splits.TEST, splits.EVAL)) or splits.TEST
+  """The test split, or when a folder too small gave no test photo, eval, else train."""
+  return splits.first_with_examples(examples, (splits.TEST, splits.EVAL, splits.TRAIN)) or (
+      splits.TEST)
 
 
 @tfx.dsl.components.component
@@ -97,8 +99,9 @@ def SuperResolutionEvaluator(  # pylint: disable=invalid-name
   blessed, reason = gate.blessing_verdict(candidate, baseline, min_gain_db,
                                           max_regression_db, baseline_name)
   if split != splits.TEST:
-    reason = (f"{reason}; scored on the {split} split, which also chose the model: the "
-              f"folder gave no {splits.TEST} images")
+    used = "also chose the model" if split == splits.EVAL else "it was trained on"
+    reason = (f"{reason}; scored on the {split} split, which {used}: the folder is too "
+              f"small to give {splits.TEST} photos")
   logging.info("Blessing: %s (%s)", blessed, reason)
 
   result = {"scale": scale, "split": split, "images": candidate.images,
