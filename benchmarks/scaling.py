@@ -2,7 +2,7 @@
 
   python -m benchmarks.scaling --data ~/.superres/data/corpus [--sizes 15 55 110]
       [--profile default] [--scale 2] [--work DIR] [--out scaling.json]
-      [--chart scaling.png]
+      [--chart scaling.png] [--beam-arg=--direct_running_mode=multi_processing ...]
 
 For each size N, N photos of the folder (an even spread over its sorted photos, so the
 subsets nest and mix their sources) are linked into a folder of their own, and
@@ -133,7 +133,8 @@ def _child(args) -> None:
   sampler.start()
   started = time.time()
   command = ["run", "--profile", args.profile, "--scale", str(args.scale), "--data", args.data,
-             "--pipeline-root", args.pipeline_root, "--serving-dir", args.serving_dir]
+             "--pipeline-root", args.pipeline_root, "--serving-dir", args.serving_dir,
+             *[f"--beam-arg={arg}" for arg in args.beam_args]]
   from superres_tfx import cli  # pylint: disable=import-outside-toplevel
   code = cli.main(command)
   wall = time.time() - started
@@ -143,7 +144,8 @@ def _child(args) -> None:
                     "components": _components(args.pipeline_root, sampler.samples)}))
 
 
-def measure(data: str, size: int, profile: str, scale: int, work: str) -> Dict:
+def measure(data: str, size: int, profile: str, scale: int, work: str,
+            beam_args: List[str] = ()) -> Dict:
   names = photo_subset(data, size)
   subset = os.path.join(work, f"photos-{len(names)}")
   os.makedirs(subset, exist_ok=True)
@@ -157,7 +159,8 @@ def measure(data: str, size: int, profile: str, scale: int, work: str) -> Dict:
   command = [sys.executable, "-m", "benchmarks.scaling", "--child", "--data", subset,
              "--profile", profile, "--scale", str(scale),
              "--pipeline-root", os.path.join(root, "pipeline"),
-             "--serving-dir", os.path.join(root, "serving")]
+             "--serving-dir", os.path.join(root, "serving"),
+             *[f"--beam-arg={arg}" for arg in beam_args]]
   env = dict(os.environ, SUPERRES_HOME=root, TF_CPP_MIN_LOG_LEVEL="2")
   with open(log, "w") as console:
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
@@ -236,6 +239,8 @@ def main(argv=None) -> None:
   parser.add_argument("--work", help="where subsets and runs go (default: a temporary folder)")
   parser.add_argument("--out", help="also write the JSON here")
   parser.add_argument("--chart", help="write the PNG chart here")
+  parser.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
+                      help="a Beam option for every run, repeatable (as `superres run`)")
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--pipeline-root", help=argparse.SUPPRESS)
   parser.add_argument("--serving-dir", help=argparse.SUPPRESS)
@@ -248,11 +253,12 @@ def main(argv=None) -> None:
   sizes = []
   for size in args.sizes:
     sizes.append({"profile": args.profile, **measure(args.data, size, args.profile, args.scale,
-                                                     work)})
+                                                     work, args.beam_args)})
     print(f"{sizes[-1]['photos']} photos: {sizes[-1].get('wall_seconds')} s, exit code "
           f"{sizes[-1].get('exit_code')}", file=sys.stderr, flush=True)
   sizes.sort(key=lambda size: size["photos"])
   result = {"profile": args.profile, "scale": args.scale, "data": os.path.abspath(args.data),
+            "beam_args": args.beam_args,
             "sizes": sizes, "growth_largest_two": growth(sizes)}
   if args.chart and all("components" in size for size in sizes):
     chart(sizes, args.chart)
