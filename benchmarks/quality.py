@@ -281,7 +281,8 @@ def _training_hyperparameters(pipeline_root: str) -> Optional[Dict]:
 
 def train_and_score(profile: str, scales: Sequence[int], data_dir: str, work_dir: str,
                     train_data: Optional[str] = None,
-                    test_split_of: Optional[str] = None) -> List[Dict]:
+                    test_split_of: Optional[str] = None,
+                    run_args: Sequence[str] = ()) -> List[Dict]:
   """Runs `superres run --profile P --scale S` per scale into work_dir, scores each pushed
   model on data_dir (and on the test split of `test_split_of`)."""
   results = []
@@ -292,7 +293,7 @@ def train_and_score(profile: str, scales: Sequence[int], data_dir: str, work_dir
     log_path = os.path.join(work_dir, f"run_x{scale}.log")
     command = [sys.executable, "-m", "superres_tfx.cli", "run", "--profile", profile,
                "--scale", str(scale), "--pipeline-root", pipeline_root,
-               "--serving-dir", serving_dir]
+               "--serving-dir", serving_dir, *run_args]
     if train_data:
       command += ["--data", train_data]
     print(f"x{scale}: {' '.join(command)} (log: {log_path})", flush=True)
@@ -417,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "their runs and models (kept); default: a new temporary folder")
   parser.add_argument("--train-data", metavar="DIR",
                       help="training photos for --train-profile; default: the bundled ones")
+  parser.add_argument("--run-arg", action="append", default=[], dest="run_args",
+                      help="with --train-profile: an option for `superres run`, repeatable "
+                      "(e.g. --run-arg=--init=pretrained --run-arg=--train-steps=3000)")
   parser.add_argument("--test-split-of", metavar="DIR",
                       help="also score every model on the photos of DIR in the test split "
                       "(default with --train-data: that folder)")
@@ -455,7 +459,8 @@ def main(argv=None) -> int:
         result.update(mode="train_profile", profile=args.train_profile, work_dir=work_dir)
         result["models"] = train_and_score(args.train_profile, args.scales, data_dir, work_dir,
                                            args.train_data,
-                                           args.test_split_of or args.train_data)
+                                           args.test_split_of or args.train_data,
+                                           args.run_args)
       else:
         result.update(mode="compare_upsampling", steps=args.steps, work_dir=work_dir)
         result["models"] = compare_upsampling(args.scales, data_dir, work_dir, args.steps)
