@@ -1,7 +1,7 @@
 """Peak memory of checking decompression bombs as the ExampleGen does, and what
 becomes of each file of the bad-input corpus (benchmarks/bad_corpus.py).
 
-  python -m benchmarks.ingest_memory [--out ingest_memory.json]
+  python -m benchmarks.ingest_memory [--out ingest_memory.json] [--folder DIR ...]
 
 Prints one JSON object. Every memory figure is the peak resident memory
 (ru_maxrss, MB) of a fresh process started by this one, which imports nothing
@@ -16,7 +16,9 @@ ru_maxrss, so a large parent would hide the children's figures.
       bomb decoded by Pillow with no size check.
   executor_peak_rss_mb  the real ExampleGen executor (in-process Beam) on a folder
       holding the photo, and on one holding the photo and both bombs.
-  corpus  the executor on the whole corpus: how many files, how many ingested or
+  folders  with --folder: the executor on each folder (e.g. the corpus of `superres
+      data fetch`): its peak, and how many photos it ingested and quarantined.
+  corpus  the executor on the whole bad-input corpus: how many files, ingested or
       quarantined, whether each ended as benchmarks/bad_corpus.py expects, and each
       file's outcome (its quarantine reason).
 
@@ -116,7 +118,7 @@ def _executor_in_this_process(input_base: str, output_dir: str) -> dict:
           "quarantined": report["quarantined"]}
 
 
-def run(work_dir: str) -> dict:
+def run(work_dir: str, folders: Sequence[str] = ()) -> dict:
   prefix = _child(["--enforcing-prefix"])["prefix"]
   # Written with permissions enforced, so the expected outcomes assume them too.
   prepared = _child(["--prepare", work_dir], prefix)
@@ -130,6 +132,9 @@ def run(work_dir: str) -> dict:
                    prefix)
       for name in ("photo", "photo_and_bombs", "corpus")}
 
+  folder_runs = {folder: _child(["--executor", os.path.abspath(folder),
+                                  os.path.join(work_dir, f"examples_folder_{i}")])
+                 for i, folder in enumerate(folders)}
   corpus_run = executor_runs["corpus"]
   outcomes = {name: "ingested" for name in corpus_run["ingested"]}
   outcomes.update({q["path"]: q["reason"] for q in corpus_run["quarantined"]})
@@ -148,6 +153,9 @@ def run(work_dir: str) -> dict:
       "executor_on_photo_and_bombs": {
           "ingested": executor_runs["photo_and_bombs"]["ingested"],
           "quarantined": executor_runs["photo_and_bombs"]["quarantined"]},
+      "folders": {folder: {"executor_peak_rss_mb": r["peak_rss_mb"],
+                           "ingested": len(r["ingested"]), "quarantined": len(r["quarantined"])}
+                  for folder, r in folder_runs.items()},
       "file_permissions_enforced": prefix is not None,
       "corpus": {
           "files": len(outcomes),
@@ -163,6 +171,8 @@ def run(work_dir: str) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", help="also write the JSON object to this file")
+  parser.add_argument("--folder", action="append", default=[],
+                      help="also run the executor on this folder of photos (repeatable)")
   # What the fresh processes run:
   parser.add_argument("--read", nargs="?", const="", help=argparse.SUPPRESS)
   parser.add_argument("--trusting", action="store_true", help=argparse.SUPPRESS)
@@ -180,7 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     result = _executor_in_this_process(*args.executor)
   else:
     with tempfile.TemporaryDirectory(prefix="ingest_memory_") as work_dir:
-      result = run(work_dir)
+      result = run(work_dir, args.folder)
     if args.out:
       output.write_text(json.dumps(result, indent=2), args.out)
   print(json.dumps(result))  # one line: the parent of a fresh process parses the last one

@@ -18,6 +18,7 @@ both the train and the eval split. Subfolders left out while listing (unreadable
 or symbolic links back to a folder already read) are quarantined too. The counts
 are also custom properties (`ingested`, `quarantined`) of the Examples artifact.
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,7 +28,10 @@ from absl import logging
 import apache_beam as beam
 import tensorflow as tf
 from tfx import types
+from tfx.components.example_gen import utils
+from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
@@ -68,16 +72,22 @@ def to_example(relative_path: str, image: image_decoding.ImageRecord) -> tf.trai
   }))
 
 
-class _ReadImageFn(beam.DoFn):
-  """Relative path (as bytes: names need not be UTF-8) -> (sha256 of the file,
-  shown path, tf.Example), or a quarantine entry on the tagged output."""
+class _CheckImageFn(beam.DoFn):
+  """Relative path (as bytes: names need not be UTF-8) -> (sha256 of the file, shown
+  path, the relative path as bytes, the decoded picture's description without its
+  bytes), or a quarantine entry on the tagged output.
+
+  Only descriptions travel on to the duplicate check, which needs every file's hash
+  before it can keep one copy: the photos' bytes are read again for the kept files
+  only, so no step holds the whole folder.
+  """
 
   def __init__(self, input_base: str):
     super().__init__()
     self._input_base = input_base
 
-  def process(self, relative_path: bytes):
-    relative_path = os.fsdecode(relative_path)
+  def process(self, path_bytes: bytes):
+    relative_path = os.fsdecode(path_bytes)
     shown = file_paths.display_path(relative_path)
     try:
       data = image_decoding.read_file(os.path.join(self._input_base, relative_path))
@@ -85,21 +95,48 @@ class _ReadImageFn(beam.DoFn):
     except image_decoding.UnusableImageError as error:
       yield beam.pvalue.TaggedOutput(_QUARANTINED_TAG, {"path": shown, "reason": str(error)})
       return
-    yield hashlib.sha256(data).hexdigest(), shown, to_example(relative_path, image)
+    yield (hashlib.sha256(data).hexdigest(), shown, path_bytes,
+           dataclasses.replace(image, encoded=b""))
 
 
 class _DropDuplicatesFn(beam.DoFn):
   """Keeps the first path (in sorted order) of each file content; quarantines the rest."""
 
   def process(self, element, first_paths: Dict[str, str]):
-    digest, path, example = element
+    digest, path, path_bytes, image = element
     first = first_paths[digest]
     if path == first:
-      yield path, example
+      yield digest, path, path_bytes, image
     else:
       yield beam.pvalue.TaggedOutput(_QUARANTINED_TAG, {"path": path, "reason": (
           f"duplicate of {first} (the same bytes); only that copy is used, so one "
           "picture cannot be in two splits")})
+
+
+class _ToExampleFn(beam.DoFn):
+  """A kept file -> (shown path, tf.Example), its bytes read again; a file that changed
+  since it was checked is quarantined."""
+
+  def __init__(self, input_base: str):
+    super().__init__()
+    self._input_base = input_base
+
+  def process(self, element):
+    digest, shown, path_bytes, image = element
+    relative_path = os.fsdecode(path_bytes)
+    try:
+      data = image_decoding.read_file(os.path.join(self._input_base, relative_path))
+      if hashlib.sha256(data).hexdigest() != digest:
+        raise image_decoding.UnusableImageError(
+            "the file changed while the folder was being read; run again")
+      # Stored as the file is, unless it had to be re-encoded (rotated, or a format
+      # TensorFlow does not decode): then decoded again, as when it was checked.
+      image = (image_decoding.decode_image(data) if image.reencoded
+               else dataclasses.replace(image, encoded=data))
+    except image_decoding.UnusableImageError as error:
+      yield beam.pvalue.TaggedOutput(_QUARANTINED_TAG, {"path": shown, "reason": str(error)})
+      return
+    yield shown, to_example(relative_path, image)
 
 
 def _write_report(_, path: str, input_base: str, ignored: List[str],
@@ -133,7 +170,8 @@ class Executor(BaseExampleGenExecutor):
         output_dict[standard_component_specs.EXAMPLES_KEY])
     self._report_path = os.path.join(examples.uri, QUARANTINE_FILE)
 
-    super().Do(input_dict, output_dict, exec_properties)
+    self._log_startup(input_dict, output_dict, exec_properties)
+    self._write_examples(examples, exec_properties)
 
     with tf.io.gfile.GFile(self._report_path) as f:
       report = json.load(f)
@@ -151,6 +189,33 @@ class Executor(BaseExampleGenExecutor):
       raise NoImagesError(
           f"None of the image files in {input_base} could be used ({detail}); "
           f"see {self._report_path} for every file left out and why.")
+
+  def _write_examples(self, examples: types.Artifact, exec_properties: Dict[str, Any]) -> None:
+    """What BaseExampleGenExecutor.Do does, but without its Reshuffle of the examples
+    before writing them: on a local Beam runner that shuffle holds every photo's bytes
+    in memory at once, about four copies of the folder (TFX marks it "make shuffle
+    optional"). The work is spread before the photos are read instead (the paths are
+    reshuffled), so each split streams to its files."""
+    input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                              input_config)
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                              output_config)
+    examples.split_names = artifact_utils.encode_split_names(
+        utils.generate_output_split_names(input_config, output_config))
+    with self._make_beam_pipeline() as pipeline:
+      for split, records in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+        _ = (records
+             | f"Serialize[{split}]" >> beam.ParDo(write_split.MaybeSerialize())
+             | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+                 os.path.join(artifact_utils.get_split_uri([examples], split),
+                              write_split.DEFAULT_FILE_NAME), file_name_suffix=".gz"))
+    payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+    if payload_format:
+      examples_utils.set_payload_format(examples, payload_format)
+    examples_utils.set_file_format(examples, write_split.to_file_format_str(
+        exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
+                            example_gen_pb2.FILE_FORMAT_UNSPECIFIED)))
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return self._images_to_examples
@@ -194,7 +259,7 @@ class Executor(BaseExampleGenExecutor):
         | "ListImages" >> beam.Create([os.fsencode(path) for path in selected])
         # Spreads the reading over workers (Create may give one bundle).
         | "Distribute" >> beam.Reshuffle()
-        | "ReadImages" >> beam.ParDo(_ReadImageFn(input_base)).with_outputs(
+        | "CheckImages" >> beam.ParDo(_CheckImageFn(input_base)).with_outputs(
             _QUARANTINED_TAG, main="images"))
     first_paths = (
         read.images
@@ -203,7 +268,11 @@ class Executor(BaseExampleGenExecutor):
     kept = read.images | "DropDuplicates" >> beam.ParDo(
         _DropDuplicatesFn(), first_paths=beam.pvalue.AsDict(first_paths)).with_outputs(
             _QUARANTINED_TAG, main="kept")
-    self._kept = kept.kept
+    examples = (kept.kept
+                | "DistributeKept" >> beam.Reshuffle()
+                | "ToExamples" >> beam.ParDo(_ToExampleFn(input_base)).with_outputs(
+                    _QUARANTINED_TAG, main="examples"))
+    self._kept = examples.examples
     example_splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
 
     unselected = [shown[path] for path in sorted(set(self._contents.images) - set(selected))]
@@ -211,13 +280,14 @@ class Executor(BaseExampleGenExecutor):
                      + unselected)
     unlisted = [{"path": r.path, "reason": r.reason} for r in self._contents.unlisted]
     quarantined = (
-        (read[_QUARANTINED_TAG], kept[_QUARANTINED_TAG])
+        (read[_QUARANTINED_TAG], kept[_QUARANTINED_TAG], examples[_QUARANTINED_TAG])
         | "FlattenQuarantined" >> beam.Flatten()
         | "ListQuarantined" >> beam.combiners.ToList())
+    # Counted as ones: a Flatten of the examples themselves could hold them all at once.
     ingested = (
-        list(example_splits.values())
-        | "FlattenExamples" >> beam.Flatten(pipeline=pipeline)
-        | "CountExamples" >> beam.combiners.Count.Globally())
+        [split | f"One[{name}]" >> beam.Map(lambda _: 1) for name, split in example_splits.items()]
+        | "FlattenOnes" >> beam.Flatten(pipeline=pipeline)
+        | "CountExamples" >> beam.CombineGlobally(sum))
     _ = (
         pipeline
         | "ReportOnce" >> beam.Create([None])
