@@ -321,7 +321,18 @@ def _upscale_remotely(args) -> int:
 
 def _serve(args) -> int:
   command = launcher.serving_command(args)  # ServingEnvironmentMissing is a SuperresError
+  serving_dir = args.serving_dir or (None if args.model_base or args.model_config_file
+                                     else home.SERVING_DIR)
+  if serving_dir and not _has_models(serving_dir):
+    print(f"superres: no model in {serving_dir} yet (it serves models as they are pushed); "
+          "`superres models install` copies the shipped ones there", file=sys.stderr)
   os.execv(command[0], command)
+
+
+def _has_models(serving_dir: str) -> bool:
+  return os.path.isdir(serving_dir) and any(
+      names.newest_version(os.path.join(serving_dir, name))
+      for name in os.listdir(serving_dir) if os.path.isdir(os.path.join(serving_dir, name)))
 
 
 def _evaluate(args) -> int:

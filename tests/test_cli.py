@@ -99,3 +99,15 @@ def test_run_without_the_serving_environment_stops_before_any_work(tmp_path, cap
   err = capsys.readouterr().err
   assert "serving environment is missing" in err and err.count("\n") == 1
   assert not (tmp_path / "root").exists()
+
+
+def test_serve_on_an_empty_serving_directory_says_how_to_install_the_shipped_models(
+    tmp_path, capsys, monkeypatch):
+  started = []
+  monkeypatch.setattr(cli.os, "execv", lambda path, argv: started.append(argv))
+  monkeypatch.setattr(cli.launcher, "serving_python", lambda: "/bin/true")
+  empty = tmp_path / "serving"
+  empty.mkdir()
+  cli.main(["serve", "--serving-dir", str(empty)])  # execv replaced: returns
+  assert "superres models install" in capsys.readouterr().err
+  assert started and str(empty) in started[0]
