@@ -279,6 +279,18 @@ def _training_hyperparameters(pipeline_root: str) -> Optional[Dict]:
     return json.load(f).get("hyperparameters")
 
 
+def _model_of_run(serving_dir: str, pipeline_root: str, scale: int) -> Tuple[str, bool]:
+  """(model, pushed): what a run pushed or, when a gate refused it, the Trainer's own
+  export, so that a refused model is measured too."""
+  try:
+    return upscaling.resolve_model_dir(serving_dir, scale), True
+  except upscaling.ModelNotFoundError:
+    found = glob.glob(os.path.join(pipeline_root, "Trainer", "model", "*", "Format-Serving"))
+    if not found:
+      raise ValueError(f"the run exported no model under {pipeline_root}") from None
+    return max(found, key=lambda path: int(path.split(os.sep)[-2])), False
+
+
 def train_and_score(profile: str, scales: Sequence[int], data_dir: str, work_dir: str,
                     train_data: Optional[str] = None,
                     test_split_of: Optional[str] = None,
@@ -309,16 +321,17 @@ def train_and_score(profile: str, scales: Sequence[int], data_dir: str, work_dir
       continue
     hps = _training_hyperparameters(pipeline_root) or {}
     try:
-      scored = score_model(serving_dir, data_dir, hps.get("architecture"), hps.get("width"),
+      model, entry["pushed"] = _model_of_run(serving_dir, pipeline_root, scale)
+      scored = score_model(model, data_dir, hps.get("architecture"), hps.get("width"),
                            hps.get("depth"))
-    except ValueError as error:  # nothing pushed (not blessed), or unreadable data
+    except ValueError as error:  # nothing trained, or unreadable data
       results.append({**entry, "error": str(error)})
       continue
     if hps:
       scored["architecture_source"] = "training.json"
       scored["hyperparameters"] = hps
     if test_split_of:
-      scored["test_split"] = score_test_split(serving_dir, test_split_of)
+      scored["test_split"] = score_test_split(model, test_split_of)
     results.append({**entry, **scored})
   return results
 
