@@ -33,9 +33,9 @@ STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 class Profile:
   """How long and how hard to train. Sizes are in high-resolution pixels."""
   name: str
-  # Transform keeps hr_size x hr_size tiles of each photo at native resolution (hr_size a
-  # multiple of 12), the most detailed first: tiles_per_megapixel of them per megapixel,
-  # at least min_tiles and at most max_tiles (imaging/tile_selection.py).
+  # Transform keeps hr_size x hr_size tiles of each photo (hr_size a multiple of 12), the
+  # most detailed first: tiles_per_megapixel of them per megapixel, at least min_tiles
+  # and at most max_tiles (imaging/tile_selection.py).
   hr_size: int
   patch_size: int  # random HR crops fed to the network (a multiple of 12)
   batch_size: int
@@ -52,6 +52,9 @@ class Profile:
   tiles_per_megapixel: float = 8.0
   min_tiles: int = 4
   max_tiles: int = 64
+  # Tiles are chosen from the photo and its halvings, this many levels in all: a big
+  # photo soft at the pixel level gives its halved, sharper detail.
+  pyramid_levels: int = 3
   # Validation (Tuner, Trainer) and the Evaluator score this many tiles of each photo,
   # its most detailed: their cost is bounded by the number of photos, not their size.
   eval_tiles_per_photo: int = 8
