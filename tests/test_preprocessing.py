@@ -20,9 +20,10 @@ def _encode(array, fmt):
   return buffer.getvalue()
 
 
-def _config(hr_size=48, scale=2, tiles_per_megapixel=8.0, min_tiles=1, max_tiles=16):
+def _config(hr_size=48, scale=2, tiles_per_megapixel=8.0, min_tiles=1, max_tiles=16,
+            pyramid_levels=1):
   return {"hr_size": hr_size, "scale": scale, "tiles_per_megapixel": tiles_per_megapixel,
-          "min_tiles": min_tiles, "max_tiles": max_tiles}
+          "min_tiles": min_tiles, "max_tiles": max_tiles, "pyramid_levels": pyramid_levels}
 
 
 def _tiles(out, feature, row):
@@ -76,6 +77,19 @@ def test_detailed_tiles_are_chosen_before_flat_ones():
   assert len(hr) == 6
   for tile in hr:
     assert tile.std() > 5, "a flat tile was kept before a detailed one"
+
+
+def test_a_soft_big_photo_gives_its_halved_sharper_detail():
+  """A photo blown up 4x is soft at the pixel level: with the pyramid, the kept tiles come
+  from its halvings, where bicubic loses far more (there is detail to restore)."""
+  sharp = data.astronaut()
+  soft = np.asarray(Image.fromarray(sharp).resize((2048, 2048), Image.BICUBIC))
+  kept = {levels: tile_selection.select_tiles(tf.constant(soft), 96, 2, 8.0, 4, 16,
+                                              levels).numpy() for levels in (1, 3)}
+  loss = {levels: np.mean([tile_selection.bicubic_loss(tf.constant(tile), 2).numpy()
+                           for tile in tiles]) for levels, tiles in kept.items()}
+  assert loss[3] > 4 * loss[1], loss
+  assert kept[3].shape == (16, 96, 96, 3)
 
 
 def test_kept_tiles_overlap_little():
