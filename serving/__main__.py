@@ -18,6 +18,7 @@ server) and TF Serving's gRPC API, each model by its name:
 New versions are picked up live. Stops on SIGINT or SIGTERM.
 """
 import argparse
+import ctypes
 import functools
 import gc
 import logging
@@ -73,6 +74,23 @@ def _models(args) -> Tuple[List[model_config.ModelConfig], Dict]:
     _fail(f"{error}{hint}")
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _end_with_parent() -> None:
+  """SIGTERM when the process named by launcher.EXIT_WITH_PARENT_ENV dies (Linux; elsewhere
+  the parent's `finally` that stops the server must run)."""
+  pid = os.environ.get(launcher.EXIT_WITH_PARENT_ENV)
+  if not pid:
+    return
+  try:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+  except (OSError, AttributeError):
+    return
+  if os.getppid() != int(pid):  # the parent died before prctl took effect
+    sys.exit("serving: the process that started this server has ended")
+
+
 def _exit_on_signal(signum, _frame):
   raise SystemExit(128 + signum if signum != signal.SIGTERM else 0)
 
@@ -82,6 +100,7 @@ def main(argv=None) -> None:
       prog="python -m superres_tfx.serving",
       description="Serves pushed models over TF Serving's REST and gRPC APIs."))
   args = parser.parse_args(argv)
+  _end_with_parent()
   initial_models, source = _models(args)
   # KServe parses sys.argv when imported; ours are not its options.
   sys.argv = sys.argv[:1]

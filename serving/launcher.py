@@ -14,6 +14,11 @@ from superres_tfx.core import names
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVING_VENV = os.path.join(ROOT, ".venv-serving")
 SERVER_MODULE = "superres_tfx.serving"  # python -m SERVER_MODULE starts the server
+# Set to a pid, the server ends (SIGTERM) when that process dies: a killed pipeline step
+# leaves no server behind. The server sets this up itself: a preexec_fn would make
+# subprocess fork instead of vfork, and gRPC's fork handlers can then abort the child
+# before exec (grpc/grpc#43055, "epoll_wait error: Bad file descriptor").
+EXIT_WITH_PARENT_ENV = "SUPERRES_SERVING_EXIT_WITH_PID"
 SETUP_SCRIPT = os.path.join("scripts", "setup_serving_env.sh")
 
 # TF Serving's own default ports.

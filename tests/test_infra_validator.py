@@ -4,6 +4,9 @@ the server's error and then not pushed, and a model the Evaluator refused is not
 at all."""
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -246,3 +249,37 @@ def test_the_run_summary_says_why_the_serving_check_refused_a_blessed_model():
   assert ("Serving check: failed (the model server cannot load the model: IndexError: Read "
           "less bytes)") in text
   assert "Pushed: nothing (the model failed the serving check)" in text
+
+
+PARENT_SCRIPT = """
+import os, signal, sys
+from superres_tfx.components.infra_validator import server_process
+server = server_process.ServerProcess(sys.argv[1], sys.argv[2], sys.argv[3])
+server.start()
+server.wait_ready(120)
+print(server.process.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no `finally`, no stop(): only the kernel is left
+"""
+
+
+def test_a_server_whose_validating_process_is_killed_ends_too(models, tmp_path):
+  base = tmp_path / "base"
+  base.mkdir()
+  os.symlink(os.path.join(models[0].uri, SERVING_DIR), base / "1")
+  parent = subprocess.run(
+      [sys.executable, "-c", PARENT_SCRIPT, str(base), NAME,
+       str(tmp_path / "server.log")], capture_output=True, text=True, timeout=300, check=False)
+  assert parent.returncode == -signal.SIGKILL, parent.stderr[-2000:]
+  pid = int(parent.stdout.split()[-1])
+  deadline = time.monotonic() + 30
+  while time.monotonic() < deadline and _alive(pid):
+    time.sleep(0.25)
+  assert not _alive(pid), (tmp_path / "server.log").read_text()[-2000:]
+
+
+def _alive(pid: int) -> bool:
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().split()[2] != "Z"  # a zombie has ended; only its entry is left
+  except FileNotFoundError:
+    return False

@@ -6,7 +6,6 @@ ports, and keeps running when that version fails to load (reporting the error in
 version's status, as TF Serving does), so start-up ends in one of three ways: the
 status says AVAILABLE, the status carries a load error, or the process exits.
 """
-import ctypes
 import os
 import re
 import signal
@@ -79,11 +78,12 @@ class ServerProcess:
     # none of this process's PYTHONPATH.
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env[launcher.EXIT_WITH_PARENT_ENV] = str(os.getpid())
     self.started = time.monotonic()
     with open(self.log_path, "ab") as log:
       self.process = subprocess.Popen(  # pylint: disable=consider-using-with
           self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-          cwd="/", env=env, preexec_fn=_end_with_parent)
+          cwd="/", env=env)
 
   def log(self) -> str:
     try:
@@ -140,18 +140,6 @@ class ServerProcess:
         self.process.kill()
         self.process.wait()
     return self.process.returncode
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _end_with_parent() -> None:
-  """In the child: SIGTERM when the validating process dies, so a killed pipeline step
-  leaves no server behind (Linux; elsewhere the `finally` that stops it must run)."""
-  try:
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-  except (OSError, AttributeError):
-    pass
 
 
 def _load_error(response: requests.Response) -> str:
