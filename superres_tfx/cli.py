@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the photos to train on (e.g. ~/.superres/data/corpus)")
   build.add_argument("--scales", type=_scale, nargs="+", default=list(configs.SCALES))
   build.add_argument("--profile", default=configs.SHIPPED_PROFILE, choices=sorted(configs.PROFILES))
+  build.add_argument("--train-steps", type=_steps, metavar="N",
+                     help="training steps per model (default: the profile's)")
   build.add_argument("--work", default=os.path.join(home.HOME, "model-zoo"),
                      help="where the training runs keep their pipeline root (default: "
                      "%(default)s)")
@@ -460,7 +462,8 @@ def _models(args) -> int:
     for line in model_zoo.install(args.serving_dir):
       print(line)
   else:
-    for line in model_zoo.build(args.data, args.scales, args.profile, args.work):
+    for line in model_zoo.build(args.data, args.scales, args.profile, args.work,
+                                args.train_steps):
       print(line, flush=True)
   return 0
 

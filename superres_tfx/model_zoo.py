@@ -179,13 +179,15 @@ def _trained(pipeline_root: str, model_name: str, version_dir: str) -> _Trained:
                   model.run_id)
 
 
-def write_card(scale: int, trained: _Trained, profile: str, data_dir: str) -> Dict:
+def write_card(scale: int, trained: _Trained, profile: str, data_dir: str,
+               train_steps: Optional[int] = None) -> Dict:
   """Scores the shipped model of `scale` and writes its model card (JSON and markdown)."""
   # pylint: disable=import-outside-toplevel
   from superres_tfx import bundled_data
   from superres_tfx.components import image_listing
   from superres_tfx.components import splits
   from superres_tfx.components.models import registry
+  from superres_tfx.pipeline import configs
   version_dir = pretrained.version_dir(scale)
   settings = pretrained.settings(scale)
   holdout_dir = tempfile.mkdtemp(prefix="holdout-")
@@ -201,7 +203,9 @@ def write_card(scale: int, trained: _Trained, profile: str, data_dir: str) -> Di
                                            width=settings["width"], depth=settings["depth"]),
                       scale)),
                   "self_ensemble": False},
-      "training": {"profile": profile, "hyperparameters": trained.summary.get("hyperparameters"),
+      "training": {"profile": profile,
+                   "train_steps": train_steps or configs.PROFILES[profile].train_steps,
+                   "hyperparameters": trained.summary.get("hyperparameters"),
                    "initialisation": trained.summary.get("initialisation"),
                    "epochs_run": len(trained.summary.get("history", {}).get("loss", [])),
                    "data": training_data(data_dir)},
@@ -212,7 +216,8 @@ def write_card(scale: int, trained: _Trained, profile: str, data_dir: str) -> Di
           "corpus_test_split": _scores(version_dir, data_dir, test_files) if test_files
                                else None},
       "made_by": {"command": f"superres models build --data {data_dir} --scales {scale} "
-                             f"--profile {profile}",
+                             f"--profile {profile}"
+                             + (f" --train-steps {train_steps}" if train_steps else ""),
                   "pipeline_run": trained.run_id, "commit": _commit(),
                   "date": datetime.date.today().isoformat()},
       "signatures": signatures_of(version_dir),
@@ -257,7 +262,8 @@ def card_markdown(card: Dict) -> str:
            "", "## Training", "",
            f"- Profile `{training['profile']}`, hyperparameters "
            f"`{json.dumps(training['hyperparameters'], sort_keys=True)}`, "
-           f"{training['epochs_run']} epochs ({training['initialisation']}).",
+           f"{training.get('train_steps')} steps at most, {training['epochs_run']} epochs run "
+           f"({training['initialisation']}).",
            f"- Data: {data['photos']} photos in `{data['folder']}` "
            f"({data['megapixels']} MP; per split "
            f"{json.dumps(data['photos_per_split'], sort_keys=True)}).", ""]
@@ -287,15 +293,17 @@ def _replace_shipped(scale: int, trained: _Trained) -> None:
   os.rename(staging, base)
 
 
-def build(data_dir: str, scales: List[int], profile: str, work_dir: str) -> Iterator[str]:
-  """Trains and ships a model per scale; yields what happened, a line at a time."""
+def build(data_dir: str, scales: List[int], profile: str, work_dir: str,
+          train_steps: Optional[int] = None) -> Iterator[str]:
+  """Trains and ships a model per scale (`train_steps` overriding the profile's); yields
+  what happened, a line at a time."""
   # pylint: disable=import-outside-toplevel
   from superres_tfx.pipeline import local_runner
   for scale in scales:
     options = local_runner.RunOptions(
         data_root=os.path.abspath(data_dir), pipeline_root=os.path.join(work_dir, "pipeline"),
         serving_dir=os.path.join(work_dir, "serving"), profile=profile, scale=scale,
-        self_ensemble=False)
+        self_ensemble=False, train_steps=train_steps)
     yield f"x{scale}: training {options.model_name} with profile {profile} on {data_dir}"
     summary = local_runner.run(options)
     if not summary.pushed_dir:
@@ -304,6 +312,6 @@ def build(data_dir: str, scales: List[int], profile: str, work_dir: str) -> Iter
       continue
     trained = _trained(options.pipeline_root, options.model_name, summary.pushed_dir)
     _replace_shipped(scale, trained)
-    card = write_card(scale, trained, profile, data_dir)
+    card = write_card(scale, trained, profile, data_dir, train_steps)
     yield (f"x{scale}: shipped {pretrained.base_dir(scale)}: hold-out photos "
            f"{card['scores']['holdout']['gain_db']:+.2f} dB over bicubic")
