@@ -24,7 +24,7 @@ from tests.cli_runner import write_small_photos
 pytestmark = pytest.mark.e2e
 
 PHOTO_SIDE = 96
-GOOD_STEPS = 300  # about +0.3 dB over bicubic on these photos
+GOOD_STEPS = 1000  # measured: +0.50 dB over bicubic on the test split of these photos
 GATE = dataclasses.replace(configs.PROFILES["smoke"], name="gate", steps_per_epoch=100,
                            name_suffix="")
 X3_STEPS = 60  # a first x3 model: nothing to regress against, only bicubic's gate
