@@ -54,7 +54,8 @@ def _megapixels(paths: List[str]) -> float:
 
 
 class _Sampler(threading.Thread):
-  """(time, resident MB) of this process every SAMPLE_SECONDS."""
+  """(time, resident MB of this process, of it and its child processes) every
+  SAMPLE_SECONDS: Beam's multi-processing runner works in child processes."""
 
   def __init__(self):
     super().__init__(daemon=True)
@@ -62,7 +63,8 @@ class _Sampler(threading.Thread):
 
   def run(self):
     while not self._done.is_set():
-      self.samples.append((time.time(), process_memory.status_mb()))
+      self.samples.append((time.time(), process_memory.status_mb(),
+                           process_memory.tree_mb(os.getpid())))
       self._done.wait(SAMPLE_SECONDS)
 
   def stop(self):
@@ -108,12 +110,14 @@ def _components(pipeline_root: str, samples) -> Dict[str, Dict]:
     node = run_summary.node_id(store, execution)
     start = execution.create_time_since_epoch / 1000.0
     end = execution.last_update_time_since_epoch / 1000.0
-    during = [rss for moment, rss in samples
+    during = [(rss, tree) for moment, rss, tree in samples
               if start - SAMPLE_SECONDS <= moment <= end + SAMPLE_SECONDS]
     outputs = [event.artifact_id for event in store.get_events_by_execution_ids([execution.id])
                if event.type == metadata_store_pb2.Event.OUTPUT]
     figures = {"seconds": round(end - start, 1),
-               "peak_rss_mb": round(max(during), 0) if during else None,
+               "peak_rss_mb": round(max(rss for rss, _ in during)) if during else None,
+               # With the processes it started (Beam workers, the serving check's server).
+               "peak_tree_mb": round(max(tree for _, tree in during)) if during else None,
                "output_bytes": 0}
     for artifact in store.get_artifacts_by_id(outputs):
       if not os.path.isdir(artifact.uri):
