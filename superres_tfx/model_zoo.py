@@ -282,15 +282,28 @@ def card_markdown(card: Dict) -> str:
 
 
 def _replace_shipped(scale: int, trained: _Trained) -> None:
-  """Copies the pushed SavedModel and its Keras weights into pretrained/, in place of the
-  shipped model of `scale`."""
+  """Writes the pushed model's network into pretrained/, in place of the shipped model of
+  `scale`: exported again from a fresh copy of the network holding only its weights (the
+  Trainer's SavedModel and weights file also carry the optimizer's state, 3x the size)."""
+  # pylint: disable=import-outside-toplevel
+  from superres_tfx.components import export
+  from superres_tfx.components import keras_weights
+  from superres_tfx.components.models import registry
+  with open(os.path.join(trained.keras_dir, names.KERAS_SETTINGS_FILE), encoding="utf-8") as f:
+    settings = json.load(f)
+  model = registry.build_model(settings["architecture"], scale=scale, width=settings["width"],
+                               depth=settings["depth"])
+  model.load_weights(os.path.join(trained.keras_dir, names.KERAS_WEIGHTS_FILE),
+                     skip_mismatch=False)
   base = pretrained.base_dir(scale)
   staging = tempfile.mkdtemp(prefix=".building-", dir=pretrained.ROOT)
-  shutil.copytree(trained.version_dir, os.path.join(staging, SHIPPED_VERSION))
-  shutil.copytree(trained.keras_dir, os.path.join(staging, names.KERAS_DIR))
+  version_dir = os.path.join(staging, SHIPPED_VERSION)
+  export.export_serving_model(model, scale, version_dir, self_ensemble=False)
+  keras_weights.save(model, settings, version_dir)
   if os.path.isdir(base):
     shutil.rmtree(base)
   os.rename(staging, base)
+  os.chmod(base, 0o755)  # mkdtemp's 0700 would keep other users out of a shared checkout
 
 
 def build(data_dir: str, scales: List[int], profile: str, work_dir: str,
