@@ -161,8 +161,7 @@ def _scores(version_dir: str, folder: str, files: Optional[List[str]] = None) ->
 
 @dataclasses.dataclass
 class _Trained:
-  """A pushed model and where it came from, read back from ML Metadata."""
-  version_dir: str
+  """A pushed model's Keras weights and where they came from, read back from ML Metadata."""
   keras_dir: str
   summary: Dict  # the Trainer's training.json
   run_id: str
@@ -175,7 +174,7 @@ def _trained(pipeline_root: str, model_name: str, version_dir: str) -> _Trained:
   by_role = {entry.role: entry for entry in entries}
   model, model_run = by_role["Trainer.model"], by_role["Trainer.model_run"]
   summary = lineage.read_json(os.path.join(model_run.uri, names.TRAINING_SUMMARY_FILE))
-  return _Trained(version_dir, os.path.join(model.uri, names.KERAS_DIR), summary,
+  return _Trained(os.path.join(model.uri, names.KERAS_DIR), summary,
                   model.run_id)
 
 
@@ -293,8 +292,7 @@ def _replace_shipped(scale: int, trained: _Trained) -> None:
     settings = json.load(f)
   model = registry.build_model(settings["architecture"], scale=scale, width=settings["width"],
                                depth=settings["depth"])
-  model.load_weights(os.path.join(trained.keras_dir, names.KERAS_WEIGHTS_FILE),
-                     skip_mismatch=False)
+  model.load_weights(os.path.join(trained.keras_dir, names.KERAS_WEIGHTS_FILE))
   base = pretrained.base_dir(scale)
   staging = tempfile.mkdtemp(prefix=".building-", dir=pretrained.ROOT)
   version_dir = os.path.join(staging, SHIPPED_VERSION)
